@@ -1,0 +1,5 @@
+"""`python -m inferlab` runs the command-line interface."""
+
+from inferlab.cli.main import main
+
+main()

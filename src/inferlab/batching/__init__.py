@@ -1,0 +1,1 @@
+"""Scheduling requests onto runtime instances: direct calls now, dynamic batching on top."""

@@ -1,0 +1,54 @@
+"""`inferlab serve`: flags -> ServerConfig -> a running server."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+import click
+
+from inferlab.config import ServerConfig
+
+
+def demo_repository() -> Path:
+    """The repository shipped inside the package (the digits classifier), served when none is named."""
+    return Path(str(files("inferlab") / "demo_repository"))
+
+
+@click.command()
+@click.option("--model-repository", "repository", type=click.Path(file_okay=False, path_type=Path),
+              default=None, envvar="INFERLAB_MODEL_REPOSITORY",
+              help="Folder with one sub-folder per model (default: the built-in demo repository).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--http-port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="HTTP port.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="PEM certificate; with --tls-key the server speaks HTTPS only.")
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="PEM private key for --tls-cert.")
+@click.option("--auth-token", envvar="INFERLAB_AUTH_TOKEN", default=None,
+              help="Bearer token required for upload, delete, load and unload (env INFERLAB_AUTH_TOKEN).")
+@click.option("--protect-inference", is_flag=True, help="Require the token for inference too.")
+@click.option("--max-body-mb", default=64, show_default=True, type=click.IntRange(1), help="Largest request body.")
+@click.option("--access-log", is_flag=True, help="Log every request.")
+def serve(
+    repository: Path | None, host: str, http_port: int, tls_cert: Path | None, tls_key: Path | None,
+    auth_token: str | None, protect_inference: bool, max_body_mb: int, access_log: bool,
+) -> None:
+    """Serve the models of a repository over HTTP (KServe V2 / Open Inference Protocol)."""
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    if repository is not None and not repository.is_dir():
+        raise click.UsageError(f"--model-repository {repository} is not a directory")
+    from inferlab.server.app import run  # imported here so `--help` stays fast
+
+    run(ServerConfig(
+        model_repository=repository or demo_repository(),
+        host=host,
+        http_port=http_port,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        auth_token=auth_token,
+        protect_inference=protect_inference,
+        max_body_bytes=max_body_mb * 1024 * 1024,
+        access_log=access_log,
+    ))

@@ -1,0 +1,1 @@
+"""The model repository: names, files on disk, and the models loaded from them."""

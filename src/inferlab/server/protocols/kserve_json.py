@@ -1,0 +1,147 @@
+"""KServe V2 / Open Inference Protocol JSON bodies <-> InferRequest / InferResponse.
+
+Syntax only: JSON into numpy arrays of the declared datatype, and back. Whether the tensors fit the
+model is the service's job.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import orjson
+
+from inferlab.errors import InvalidInput
+from inferlab.messages import InferRequest, InferResponse
+from inferlab.tensors import Array, v2_datatype, v2_dtype
+
+
+def decode_request(body: bytes, model: str, version: str | None) -> tuple[InferRequest, dict[str, int]]:
+    """Parse a V2 infer body; returns the request and any `classification` counts per output."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidInput("request body must be a JSON object with an 'inputs' list")
+    raw_inputs = doc.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise InvalidInput("'inputs' must be a non-empty list of tensors")
+    inputs: dict[str, Array] = {}
+    for tensor in raw_inputs:
+        name, array = decode_tensor(tensor)
+        if name in inputs:
+            raise InvalidInput(f"input '{name}' is given more than once")
+        inputs[name] = array
+    outputs, classification = _requested_outputs(doc.get("outputs"))
+    parameters = doc.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise InvalidInput("'parameters' must be a JSON object")
+    request_id = doc.get("id")
+    return (
+        InferRequest(
+            model=model,
+            version=version,
+            inputs=inputs,
+            outputs=outputs,
+            id=None if request_id is None else str(request_id),
+            parameters=parameters,
+        ),
+        classification,
+    )
+
+
+def decode_tensor(tensor: Any) -> tuple[str, Array]:
+    """One `{"name", "shape", "datatype", "data"}` object into (name, array of that shape)."""
+    if not isinstance(tensor, dict):
+        raise InvalidInput(f"each input must be an object with name, shape, datatype, data; got {tensor!r:.80}")
+    name = tensor.get("name")
+    if not isinstance(name, str):
+        raise InvalidInput("an input has no 'name' string")
+    shape = _shape(name, tensor.get("shape"))
+    dtype = v2_dtype(tensor.get("datatype"))
+    if "data" not in tensor:
+        raise InvalidInput(f"input '{name}' has no 'data'")
+    data = tensor["data"]
+    try:
+        if dtype.kind == "O":
+            array = np.array([_as_bytes(v) for v in _flatten(data)], dtype=object)
+        else:
+            array = np.asarray(data, dtype=dtype)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InvalidInput(
+            f"input '{name}': data is not a (nested) list of {tensor['datatype']} values: {exc}"
+        ) from None
+    expected = math.prod(shape)
+    if array.size != expected:
+        raise InvalidInput(
+            f"input '{name}': shape {list(shape)} needs {expected} values, but data has {array.size}"
+        )
+    return name, array.reshape(shape)
+
+
+def encode_response(response: InferResponse) -> bytes:
+    """A V2 response body; arrays go out flat, row-major."""
+    doc: dict[str, Any] = {
+        "model_name": response.model,
+        "model_version": response.version,
+        "outputs": [encode_tensor(name, array) for name, array in response.outputs.items()],
+    }
+    if response.id is not None:
+        doc["id"] = response.id
+    if response.parameters:
+        doc["parameters"] = response.parameters
+    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def encode_tensor(name: str, array: Array) -> dict[str, Any]:
+    return {"name": name, "datatype": v2_datatype(array.dtype), "shape": list(array.shape), "data": json_data(array)}
+
+
+def json_data(array: Array) -> Any:
+    """Flat data orjson can write: numpy where it can (fast path), lists for BYTES and FP16."""
+    flat = array.reshape(-1)
+    if flat.dtype.kind in "OSU":
+        return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in flat]
+    if flat.dtype == np.float16:
+        return flat.astype(np.float32)
+    return np.ascontiguousarray(flat)
+
+
+def _shape(name: str, raw: Any) -> tuple[int, ...]:
+    if not isinstance(raw, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in raw):
+        raise InvalidInput(f"input '{name}': 'shape' must be a list of non-negative integers, got {raw!r:.80}")
+    return tuple(raw)
+
+
+def _requested_outputs(raw: Any) -> tuple[list[str] | None, dict[str, int]]:
+    if raw is None:
+        return None, {}
+    if not isinstance(raw, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in raw):
+        raise InvalidInput("'outputs' must be a list of objects with a 'name'")
+    classification: dict[str, int] = {}
+    for o in raw:
+        count = (o.get("parameters") or {}).get("classification")
+        if count is not None:
+            if isinstance(count, bool) or not isinstance(count, int):
+                raise InvalidInput(f"output '{o['name']}': classification must be an integer, got {count!r}")
+            classification[o["name"]] = count
+    return [o["name"] for o in raw] or None, classification
+
+
+def _flatten(data: Any) -> list[Any]:
+    if not isinstance(data, list):
+        return [data]
+    out: list[Any] = []
+    for item in data:
+        out.extend(_flatten(item)) if isinstance(item, list) else out.append(item)
+    return out
+
+
+def _as_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    raise TypeError(f"BYTES elements must be strings, got {type(value).__name__}")

@@ -1,0 +1,94 @@
+"""Repository operations over HTTP: Triton's index/load/unload, plus multipart upload and delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from inferlab.errors import InvalidInput
+from inferlab.server.web import HttpContext, json_response
+
+_UPLOAD_PARTS = ("model", "labels", "config", "version")
+
+
+def routes(ctx: HttpContext) -> list[Route]:
+    service = ctx.service
+
+    async def index(request: Request) -> Response:
+        body = await ctx.body(request)
+        options = _json_object(body) if body.strip() else {}
+        return json_response(service.repository_index(bool(options.get("ready", False))))
+
+    async def load(request: Request) -> Response:
+        ctx.authorize(request)
+        await ctx.body(request)
+        await run_in_threadpool(service.load, request.path_params["model"])
+        return json_response({})
+
+    async def unload(request: Request) -> Response:
+        ctx.authorize(request)
+        await ctx.body(request)
+        service.unload(request.path_params["model"])
+        return json_response({})
+
+    async def upload(request: Request) -> Response:
+        """multipart/form-data: `model` file (required), `labels` and `config` files, `version` field."""
+        ctx.authorize(request)
+        parts = await _multipart(ctx, request)
+        name = request.path_params["model"]
+        if "model" not in parts:
+            raise InvalidInput("upload needs a multipart part named 'model' holding the model file")
+        if not parts["model"]:
+            raise InvalidInput("the uploaded model file is empty")
+        version = parts.get("version")
+        stored = await run_in_threadpool(
+            service.upload, name, parts["model"], parts.get("labels"), parts.get("config"),
+            None if version is None else version.decode(errors="replace").strip(),
+        )
+        return json_response({"name": name, "version": str(stored)}, 201)
+
+    async def delete(request: Request) -> Response:
+        ctx.authorize(request)
+        await run_in_threadpool(service.delete, request.path_params["model"], request.path_params.get("version"))
+        return json_response({})
+
+    return [
+        Route("/v2/repository/index", index, methods=["POST"]),
+        Route("/v2/repository/models/{model}/load", load, methods=["POST"]),
+        Route("/v2/repository/models/{model}/unload", unload, methods=["POST"]),
+        Route("/v2/repository/models/{model}/upload", upload, methods=["POST"]),
+        Route("/v2/repository/models/{model}", delete, methods=["DELETE"]),
+        Route("/v2/repository/models/{model}/versions/{version}", delete, methods=["DELETE"]),
+    ]
+
+
+async def _multipart(ctx: HttpContext, request: Request) -> dict[str, bytes]:
+    declared = request.headers.get("content-length")
+    if declared is None or not declared.isdigit():
+        raise InvalidInput("an upload needs a Content-Length header")
+    await ctx.body(request)  # enforces the size limit before anything is parsed
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise InvalidInput("an upload must be multipart/form-data with a 'model' file part")
+    parts: dict[str, bytes] = {}
+    async with request.form(max_files=4, max_fields=8, max_part_size=ctx.max_body_bytes) as form:
+        for key, value in form.multi_items():
+            if key not in _UPLOAD_PARTS:
+                raise InvalidInput(f"unknown upload part '{key}'; expected some of {list(_UPLOAD_PARTS)}")
+            parts[key] = await value.read() if isinstance(value, UploadFile) else value.encode()
+    return parts
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidInput("request body must be a JSON object")
+    return doc

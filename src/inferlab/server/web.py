@@ -1,0 +1,58 @@
+"""What every HTTP adapter shares: the body reader with its size limit, the token check, JSON replies."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from inferlab.errors import InvalidInput, PayloadTooLarge, Unauthorized
+from inferlab.server.service import InferenceService
+
+JSON = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpContext:
+    """The service plus the per-server HTTP policy (body limit, bearer token) the routes apply."""
+
+    service: InferenceService
+    max_body_bytes: int
+    auth_token: str | None = None
+    protect_inference: bool = False
+
+    async def body(self, request: Request) -> bytes:
+        """The whole body, refused with 413 as soon as it is known to be over the limit."""
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise InvalidInput(f"Content-Length {declared!r} is not a number")
+            if int(declared) > self.max_body_bytes:
+                raise PayloadTooLarge(
+                    f"request body of {declared} bytes is over the server's limit of {self.max_body_bytes} bytes"
+                )
+            return await request.body()
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise PayloadTooLarge(f"request body is over the server's limit of {self.max_body_bytes} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def authorize(self, request: Request, inference: bool = False) -> None:
+        """Check the bearer token for protected operations (inference only when asked to protect it)."""
+        if self.auth_token is None or (inference and not self.protect_inference):
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.auth_token.encode()):
+            raise Unauthorized("this operation needs 'Authorization: Bearer <token>' with the server's token")
+
+
+def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), status_code, headers, JSON)
