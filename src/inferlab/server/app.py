@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import uvicorn
@@ -64,4 +68,29 @@ def run(config: ServerConfig) -> None:
     try:
         uvicorn.Server(uvicorn_config(server)).run()
     finally:
+        server.close()
+
+
+@contextmanager
+def serve_in_thread(config: ServerConfig) -> Iterator[tuple[Server, str]]:
+    """Run a server on a background thread (port 0 picks a free port); yields it and its base URL.
+
+    Tests and benchmarks use this to talk to a real server over loopback from the same process.
+    """
+    server = build(config)
+    uv = uvicorn.Server(uvicorn_config(server))
+    thread = threading.Thread(target=uv.run, name="inferlab-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not uv.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the server did not start")
+        time.sleep(0.01)
+    port = uv.servers[0].sockets[0].getsockname()[1]
+    scheme = "https" if config.tls_cert else "http"
+    try:
+        yield server, f"{scheme}://{config.host}:{port}"
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=10)
         server.close()
