@@ -92,7 +92,8 @@ def trace_arrivals(times_s: FloatArray) -> FloatArray:
     times: FloatArray = np.sort(np.asarray(times_s, dtype=np.float64))
     if times.size == 0 or not np.all(np.isfinite(times)):
         raise InvalidInput("trace: need at least one finite arrival time")
-    return times - times[0]
+    shifted: FloatArray = times - times[0]
+    return shifted
 
 
 def fifo_departures(arrivals: FloatArray, service: FloatArray) -> FloatArray:
