@@ -1,0 +1,236 @@
+"""Profile: measured service time per (batch size, instances x threads) + fixed overheads; record/load/save.
+
+A profile is measured once per model and machine and then drives every prediction. Service times are
+measured in process, straight on onnxruntime sessions built the way the server builds them, with
+`instances` sessions running at once so that contention for the cores is part of the measurement.
+The server's own per-request cost (HTTP, JSON) is measured separately (`overhead.py`). The JSON
+layout is documented in docs/perfmodel.md.
+
+Example::
+
+    profile = record_service_times(Path("repo/mobilenet_v2/1/model.onnx"), settings=[(1, 1), (2, 1)])
+    profile.save(Path("mobilenet.profile.json"))
+    Profile.load(Path("mobilenet.profile.json")).service_times(instances=2, threads=1).mean(8)
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import orjson
+
+from inferlab.config import ModelConfig, RuntimeOptions
+from inferlab.errors import InvalidInput
+from inferlab.perfmodel.service import ServiceTimes
+from inferlab.perfmodel.simulator import Overhead
+from inferlab.repository.store import MODEL_FILE
+from inferlab.runtimes.onnx import OnnxRuntime
+from inferlab.tensors import Array, TensorSpec
+
+FORMAT = "inferlab-profile/1"
+DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32)
+DEFAULT_SETTINGS = ((1, 1), (1, 2), (2, 1))  # (instances, threads): instances x threads <= 2 cores
+DYNAMIC_DIM = 32  # non-batch dynamic dimensions (sequence length) are profiled at this size
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolOverhead:
+    """The server's per-request cost for one protocol, outside the model.
+
+    `serial_s` is CPU time on the server's event loop per request (it queues: it bounds throughput);
+    `delay_s` is the rest of the unloaded latency beyond the model (client, kernel, loopback), which
+    adds to every request but does not queue. `latency_s` keeps the raw unloaded samples.
+    """
+
+    serial_s: float
+    delay_s: float
+    latency_s: tuple[float, ...] = ()
+
+    def as_overhead(self) -> Overhead:
+        return Overhead(serial_s=self.serial_s, delay_s=self.delay_s)
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What one model costs on one machine; see docs/perfmodel.md for the JSON form."""
+
+    model: str
+    inputs: tuple[TensorSpec, ...]
+    service_s: dict[str, dict[int, tuple[float, ...]]]  # "INSTANCESxTHREADS" -> batch size -> samples
+    overhead: dict[str, ProtocolOverhead] = field(default_factory=dict)  # protocol -> overhead
+    machine: dict[str, Any] = field(default_factory=dict)
+
+    def settings(self) -> list[tuple[int, int]]:
+        """The measured (instances, threads) pairs."""
+        return sorted(_parse_setting(k) for k in self.service_s)
+
+    def service_times(self, instances: int, threads: int) -> ServiceTimes:
+        """Per-instance service times with `instances` running at once, each with `threads` threads."""
+        key = setting_key(instances, threads)
+        if key not in self.service_s:
+            raise InvalidInput(
+                f"profile of '{self.model}' has no measurement for {instances} instance(s) x {threads} thread(s); "
+                f"measured: {', '.join(sorted(self.service_s))} (re-run `inferlab profile --settings`)"
+            )
+        return ServiceTimes.from_samples(self.service_s[key])
+
+    def overhead_for(self, protocol: str) -> Overhead:
+        """The protocol's overhead, or none when the profile skipped the server (in-process predictions)."""
+        entry = self.overhead.get(protocol)
+        return entry.as_overhead() if entry else Overhead()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "model": self.model,
+            "inputs": [{"name": s.name, "datatype": s.datatype, "shape": list(s.shape)} for s in self.inputs],
+            "service_s": {k: {str(b): list(v) for b, v in sorted(per.items())} for k, per in self.service_s.items()},
+            "overhead": {
+                p: {"serial_s": o.serial_s, "delay_s": o.delay_s, "latency_s": list(o.latency_s)}
+                for p, o in self.overhead.items()
+            },
+            "machine": self.machine,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Any, where: str = "profile") -> Profile:
+        if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+            raise InvalidInput(f"{where}: not an inferlab profile (expected \"format\": \"{FORMAT}\")")
+        try:
+            return cls(
+                model=str(raw["model"]),
+                inputs=tuple(TensorSpec(i["name"], i["datatype"], tuple(i["shape"])) for i in raw["inputs"]),
+                service_s={
+                    k: {int(b): tuple(float(x) for x in v) for b, v in per.items()}
+                    for k, per in raw["service_s"].items()
+                },
+                overhead={
+                    p: ProtocolOverhead(float(o["serial_s"]), float(o["delay_s"]), tuple(o.get("latency_s", ())))
+                    for p, o in raw.get("overhead", {}).items()
+                },
+                machine=dict(raw.get("machine", {})),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InvalidInput(f"{where}: malformed profile: {exc!r}") from None
+
+    def save(self, path: Path) -> None:
+        path.write_bytes(orjson.dumps(self.to_json(), option=orjson.OPT_INDENT_2))
+
+    @classmethod
+    def load(cls, path: Path) -> Profile:
+        try:
+            raw = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise InvalidInput(f"profile {path}: cannot read it as JSON: {exc}") from None
+        return cls.from_json(raw, where=f"profile {path}")
+
+
+def setting_key(instances: int, threads: int) -> str:
+    return f"{instances}x{threads}"
+
+
+def record_service_times(
+    model_file: Path,
+    name: str | None = None,
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    settings: Sequence[tuple[int, int]] = DEFAULT_SETTINGS,
+    seconds_per_point: float = 1.0,
+    max_samples: int = 2000,
+    progress: Progress | None = None,
+) -> Profile:
+    """Time the model at each batch size and (instances, threads) setting, each point for about
+    `seconds_per_point` (at least 3 calls per instance, at most `max_samples`)."""
+    if not model_file.is_file():
+        raise InvalidInput(f"model file {model_file} does not exist")
+    with tempfile.TemporaryDirectory(prefix="inferlab-profile-") as tmp:
+        version_dir = Path(tmp)
+        (version_dir / MODEL_FILE).symlink_to(model_file.resolve())
+        service: dict[str, dict[int, tuple[float, ...]]] = {}
+        inputs: tuple[TensorSpec, ...] = ()
+        for instances, threads in settings:
+            config = ModelConfig(runtime=RuntimeOptions(intra_op_threads=threads, inter_op_threads=1))
+            runtimes = [OnnxRuntime.load(version_dir, config) for _ in range(instances)]
+            inputs = runtimes[0].inputs
+            per_size: dict[int, tuple[float, ...]] = {}
+            for b in batch_sizes:
+                if progress:
+                    progress(f"{name or model_file.stem}: {instances} instance(s) x {threads} thread(s), batch {b}")
+                feed = example_inputs(inputs, b)
+                per_size[b] = tuple(_time_concurrently(runtimes, feed, seconds_per_point, max_samples))
+            service[setting_key(instances, threads)] = per_size
+            for rt in runtimes:
+                rt.close()
+    return Profile(model=name or model_file.stem, inputs=tuple(_per_row(s) for s in inputs),
+                   service_s=service, machine=machine_facts())
+
+
+def example_inputs(specs: Sequence[TensorSpec], batch_size: int) -> dict[str, Array]:
+    """Seeded random inputs matching the signature; floats ~N(0,1), integers small and non-negative."""
+    rng = np.random.default_rng(0)
+    feed: dict[str, Array] = {}
+    for spec in specs:
+        shape = (batch_size, *(d if d > 0 else DYNAMIC_DIM for d in spec.shape[1:]))
+        dtype = spec.dtype
+        if dtype.kind in "iub":
+            feed[spec.name] = rng.integers(0, 100, shape).astype(dtype)
+        else:
+            feed[spec.name] = rng.standard_normal(shape).astype(dtype)
+    return feed
+
+
+def machine_facts() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "onnxruntime": ort.__version__,
+        "recorded": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _per_row(spec: TensorSpec) -> TensorSpec:
+    """The signature with dynamic non-batch dims fixed to what was profiled: what a client sends per row."""
+    return TensorSpec(spec.name, spec.datatype, tuple(d if d > 0 else DYNAMIC_DIM for d in spec.shape[1:]))
+
+
+def _time_concurrently(runtimes: list[OnnxRuntime], feed: dict[str, Array], seconds: float, max_samples: int
+                       ) -> list[float]:
+    """Each runtime on its own thread, all timed over the same window; onnxruntime releases the GIL."""
+    samples: list[list[float]] = [[] for _ in runtimes]
+    start = threading.Barrier(len(runtimes))
+    per_instance = max(3, max_samples // len(runtimes))
+
+    def work(i: int) -> None:
+        rt, out = runtimes[i], samples[i]
+        rt.infer(feed, None)  # warm-up: first calls allocate
+        start.wait()
+        stop = time.perf_counter() + seconds
+        while len(out) < per_instance and (len(out) < 3 or time.perf_counter() < stop):
+            t0 = time.perf_counter()
+            rt.infer(feed, None)
+            out.append(time.perf_counter() - t0)
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(len(runtimes))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sorted(x for s in samples for x in s)
+
+
+def _parse_setting(key: str) -> tuple[int, int]:
+    instances, _, threads = key.partition("x")
+    return int(instances), int(threads)
