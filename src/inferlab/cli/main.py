@@ -11,6 +11,7 @@ from inferlab import __version__
 from inferlab.cli.client import ServerError
 from inferlab.cli.infer import infer
 from inferlab.cli.models import models
+from inferlab.cli.perf import predict_cmd, profile
 from inferlab.cli.serve import serve
 from inferlab.errors import InferlabError
 
@@ -29,6 +30,8 @@ def cli() -> None:
 cli.add_command(serve)
 cli.add_command(models)
 cli.add_command(infer)
+cli.add_command(profile)
+cli.add_command(predict_cmd)
 
 
 def main() -> None:

@@ -63,7 +63,8 @@ class SimResult:
 
     offered_rps: float
     throughput_rps: float
-    utilisation: float
+    utilisation: float  # of the instances
+    front_utilisation: float  # of the event loop
     mean_queue_length: float
     mean_wait_s: float
     mean_latency_s: float
@@ -139,7 +140,7 @@ def _summarise(
     a, s, d = arrivals[skip:], started[skip:], done[skip:]
     ok = ~np.isnan(d)
     latency = d[ok] - a[ok] + overhead.delay_s
-    wait = s[ok] - a[ok]
+    wait = s[ok] - a[ok] - overhead.serial_s  # time spent queued, front end or batcher
     window = float(d[ok].max() - a[0]) if ok.any() else 0.0
     completed = int(ok.sum())
     pct = np.percentile(latency, [50, 95, 99]) if completed else np.full(3, np.nan)
@@ -147,6 +148,7 @@ def _summarise(
         offered_rps=(a.size - 1) / float(a[-1] - a[0]) if a.size > 1 and a[-1] > a[0] else 0.0,
         throughput_rps=int(ok_all.sum()) / span if span > 0 else 0.0,
         utilisation=min(1.0, busy_s / (policy.instances * span)) if span > 0 else 0.0,
+        front_utilisation=min(1.0, overhead.serial_s * arrivals.size / span) if span > 0 else 0.0,
         mean_queue_length=float(wait.sum()) / window if window > 0 else 0.0,
         mean_wait_s=float(wait.mean()) if completed else float("nan"),
         mean_latency_s=float(latency.mean()) if completed else float("nan"),

@@ -1,0 +1,120 @@
+"""Prediction: a model config at a request rate -> simulated latency, with closed-form checks beside it.
+
+Example::
+
+    p = predict(Profile.load(path), ModelConfig.from_file(Path("config.yaml")), rate_rps=100)
+    p.sim.p99_s, p.capacity_rps, p.closed_form_mean_s
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from inferlab.config import ModelConfig
+from inferlab.errors import InvalidInput
+from inferlab.perfmodel.profile import Profile
+from inferlab.perfmodel.queueing import batch_bound, md1, mgc
+from inferlab.perfmodel.service import FloatArray, ServiceTimes
+from inferlab.perfmodel.simulator import (
+    BatchPolicy,
+    Overhead,
+    SimResult,
+    constant_arrivals,
+    poisson_arrivals,
+    simulate,
+    trace_arrivals,
+)
+
+ArrivalKind = Literal["poisson", "constant", "trace"]
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """One configuration at one rate: the simulation, the capacity, and the closed-form cross-checks.
+
+    `closed_form_mean_s` is M/D/1 (front end) + M/G/c (model) without batching, and the batch-service
+    latency floor with batching; `bound_batch_size` is the smallest batch that keeps up with the rate.
+    """
+
+    rate_rps: float
+    capacity_rps: float
+    policy: BatchPolicy
+    sim: SimResult
+    closed_form_mean_s: float
+    bound_batch_size: int
+
+
+def policy_from_config(config: ModelConfig) -> BatchPolicy:
+    """The batcher's behaviour as config.yaml sets it: no batching means batches of one."""
+    batching = config.batching.enabled and config.max_batch_size > 1
+    return BatchPolicy(
+        max_batch_size=config.max_batch_size if batching else 1,
+        max_queue_delay_s=config.batching.max_queue_delay_us / 1e6 if batching else 0.0,
+        preferred_batch_sizes=config.batching.preferred_batch_sizes if batching else (),
+        instances=config.instances,
+        max_queue_size=config.batching.max_queue_size,
+    )
+
+
+def capacity_rps(service: ServiceTimes, policy: BatchPolicy, overhead: Overhead) -> float:
+    """Most requests per second the configuration sustains: the slower of the front end and the instances."""
+    model = max(policy.instances * b / service.mean(b) for b in range(1, policy.max_batch_size + 1))
+    return min(model, 1.0 / overhead.serial_s) if overhead.serial_s > 0 else model
+
+
+def predict(
+    profile: Profile,
+    config: ModelConfig,
+    rate_rps: float,
+    protocol: str = "v2-json",
+    arrivals: ArrivalKind = "poisson",
+    requests: int = 50_000,
+    seed: int = 0,
+    trace_s: FloatArray | None = None,
+) -> Prediction:
+    """Simulate `requests` arrivals at `rate_rps` (a trace is rescaled to that mean rate) and cross-check."""
+    service = profile.service_times(config.instances, config.runtime.intra_op_threads)
+    overhead = profile.overhead_for(protocol)
+    return predict_with(service, overhead, policy_from_config(config), rate_rps, arrivals, requests, seed, trace_s)
+
+
+def predict_with(
+    service: ServiceTimes, overhead: Overhead, policy: BatchPolicy, rate_rps: float,
+    arrivals: ArrivalKind = "poisson", requests: int = 50_000, seed: int = 0, trace_s: FloatArray | None = None,
+) -> Prediction:
+    """`predict` for an already chosen service distribution and overhead (the tuner's inner loop)."""
+    times = _arrivals(arrivals, rate_rps, requests, seed, trace_s)
+    sim = simulate(times, service, policy, overhead, seed=seed + 1, warmup_fraction=0.05)
+    closed, b = _closed_form(service, policy, overhead, rate_rps)
+    return Prediction(rate_rps, capacity_rps(service, policy, overhead), policy, sim, closed, b)
+
+
+def _closed_form(service: ServiceTimes, policy: BatchPolicy, overhead: Overhead, rate: float) -> tuple[float, int]:
+    front = md1(rate, overhead.serial_s).response_s if overhead.serial_s > 0 else 0.0
+    if policy.max_batch_size == 1:
+        mean, second = service.moments(1)
+        scv = max(0.0, second / (mean * mean) - 1.0) if mean > 0 else 0.0
+        model = mgc(rate, mean, scv, policy.instances).response_s if mean > 0 else 0.0
+        return front + model + overhead.delay_s, 1
+    means = [service.mean(b) for b in range(1, policy.max_batch_size + 1)]
+    bound = batch_bound(rate, means, policy.instances, policy.max_queue_delay_s)
+    return front + bound.latency_floor_s + overhead.delay_s, bound.batch_size
+
+
+def _arrivals(kind: ArrivalKind, rate: float, n: int, seed: int, trace_s: FloatArray | None) -> FloatArray:
+    if kind == "poisson":
+        return poisson_arrivals(rate, n, seed)
+    if kind == "constant":
+        return constant_arrivals(rate, n)
+    if trace_s is None:
+        raise InvalidInput("arrivals 'trace' needs the trace's send times")
+    trace = trace_arrivals(trace_s)
+    span = float(trace[-1])
+    scaled: FloatArray = trace * ((trace.size - 1) / (rate * span)) if span > 0 else trace
+    reps = int(np.ceil(n / trace.size))  # repeat the trace's pattern to reach n requests
+    period = float(scaled[-1]) + 1.0 / rate
+    out: FloatArray = (scaled[None, :] + period * np.arange(reps)[:, None]).ravel()[:n]
+    return out

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inferlab.config import ModelConfig
+from inferlab.errors import InvalidInput
+from inferlab.perfmodel.overhead import measure_overhead, server_process, v2_json_body
+from inferlab.perfmodel.predict import predict
+from inferlab.perfmodel.profile import Profile, record_service_times
+from tests.conftest import SHARED_MODELS, make_repository
+
+
+@pytest.fixture(scope="module")
+def digits_profile() -> Profile:
+    return record_service_times(SHARED_MODELS / "digits_mlp.onnx", "digits", batch_sizes=(1, 4),
+                                settings=((1, 1), (2, 1)), seconds_per_point=0.05, max_samples=50)
+
+
+def test_records_every_setting_and_batch_size(digits_profile: Profile) -> None:
+    assert digits_profile.settings() == [(1, 1), (2, 1)]
+    samples = digits_profile.service_s["2x1"][4]
+    assert len(samples) >= 6 and all(s > 0 for s in samples)  # two instances, at least three calls each
+    assert [(s.name, s.shape) for s in digits_profile.inputs] == [("input", (64,))]
+
+
+def test_profile_round_trips_through_json(digits_profile: Profile, tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    digits_profile.save(path)
+    assert Profile.load(path) == digits_profile
+
+
+def test_missing_setting_names_what_was_measured(digits_profile: Profile) -> None:
+    with pytest.raises(InvalidInput, match="measured: 1x1, 2x1"):
+        digits_profile.service_times(instances=1, threads=2)
+
+
+def test_not_a_profile_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "x.json"
+    path.write_text('{"format": "something else"}')
+    with pytest.raises(InvalidInput, match="not an inferlab profile"):
+        Profile.load(path)
+
+
+def test_overhead_measured_through_a_real_server(digits_profile: Profile, tmp_path: Path) -> None:
+    repo = make_repository(tmp_path, {"digits": "digits_mlp"})
+    with server_process(repo) as server:
+        oh = measure_overhead(server, "digits", v2_json_body(digits_profile.inputs), 1e-5, seconds=0.2)
+    assert len(oh.latency_s) >= 20
+    assert 0 < oh.serial_s <= float(np.median(oh.latency_s))
+    assert oh.delay_s >= 0
+
+
+def test_prediction_uses_the_configured_setting() -> None:
+    prof = Profile("m", (), {"1x1": {1: (0.010,)}, "2x1": {1: (0.012,)}})
+    one = predict(prof, ModelConfig(), 50.0, protocol="none", requests=2000)
+    two = predict(prof, ModelConfig(instances=2), 50.0, protocol="none", requests=2000)
+    assert one.capacity_rps == pytest.approx(100.0)
+    assert two.capacity_rps == pytest.approx(2 / 0.012)
+    assert one.sim.completed == 1900  # the first 5% are warm-up
