@@ -12,9 +12,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -32,11 +33,19 @@ def free_port() -> int:
 
 
 @contextmanager
-def running(cmd: list[str], ready_url: str, env: dict[str, str] | None = None, timeout_s: float = 120) -> Iterator[None]:
+def running(
+    cmd: list[str], ready_url: str, env: dict[str, str] | None = None, timeout_s: float = 120
+) -> Iterator[None]:
     """Start `cmd` in its own session, wait until GET `ready_url` answers 200, and kill the session after."""
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        yield from _serve_until_done(proc, log, ready_url, timeout_s)
+
+
+def _serve_until_done(
+    proc: subprocess.Popen[bytes], log: IO[bytes], ready_url: str, timeout_s: float
+) -> Iterator[None]:
     try:
         deadline = time.monotonic() + timeout_s
         while True:
@@ -47,7 +56,8 @@ def running(cmd: list[str], ready_url: str, env: dict[str, str] | None = None, t
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 log.seek(0)
-                raise RuntimeError(f"{cmd[0]} did not become ready:\n{log.read().decode(errors='replace')[-2000:]}")
+                tail = log.read().decode(errors="replace")[-2000:]
+                raise RuntimeError(f"{proc.args!r} did not become ready:\n{tail}")
             time.sleep(0.2)
         yield
     finally:
@@ -57,14 +67,11 @@ def running(cmd: list[str], ready_url: str, env: dict[str, str] | None = None, t
         except subprocess.TimeoutExpired:
             with_session(proc, signal.SIGKILL)
             proc.wait()
-        log.close()
 
 
 def with_session(proc: subprocess.Popen[bytes], sig: int) -> None:
-    try:
+    with suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def inferlab_cmd(repository: Path, port: int, *extra: str) -> list[str]:
@@ -92,7 +99,8 @@ class WrkResult:
 def wrk(url: str, body: Path, connections: int, seconds: float, threads: int = 1) -> WrkResult:
     """POST `body` with wrk for `seconds`; errors = non-2xx + socket errors."""
     out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(WRK_LUA), url],
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
+         "-s", str(WRK_LUA), url],
         env={**os.environ, "BODY": str(body)}, capture_output=True, text=True, check=True,
     ).stdout
     line = next(x for x in out.splitlines() if x.startswith("WRKRESULT"))

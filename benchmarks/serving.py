@@ -52,7 +52,8 @@ def main() -> None:
         for c, r in cells.items():
             print(f"{name:<10} {c:>5} {r.rps:>10.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>7}")
     for c in CONNECTIONS:
-        print(f"ratio inferlab/fastapi at {c:>2} connections: {results['inferlab'][c].rps / results['fastapi'][c].rps:.2f}x")
+        ratio = results["inferlab"][c].rps / results["fastapi"][c].rps
+        print(f"ratio inferlab/fastapi at {c:>2} connections: {ratio:.2f}x")
 
 
 def measure(url: str, body: Path, args: argparse.Namespace) -> dict[int, WrkResult]:
