@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import onnxruntime as ort
 
 from inferlab.config import ModelConfig, TensorOverride
-from inferlab.errors import RepositoryError
+from inferlab.errors import InvalidInput, RepositoryError
 from inferlab.repository.store import MODEL_FILE
 from inferlab.tensors import ONNX_TO_V2, Array, TensorSpec
 
@@ -21,6 +22,7 @@ class OnnxRuntime:
         self._inputs = _specs(session.get_inputs(), config.inputs, "input")
         self._outputs = _specs(session.get_outputs(), config.outputs, "output")
         self._output_names = [o.name for o in self._outputs]
+        self._string_inputs = frozenset(s.name for s in self._inputs if s.datatype == "BYTES")
 
     @classmethod
     def load(cls, version_dir: Path, config: ModelConfig) -> OnnxRuntime:
@@ -46,6 +48,8 @@ class OnnxRuntime:
 
     def infer(self, inputs: dict[str, Array], outputs: list[str] | None) -> dict[str, Array]:
         names = outputs or self._output_names
+        for name in self._string_inputs & inputs.keys():
+            inputs = {**inputs, name: _as_str(name, inputs[name])}
         return dict(zip(names, self._session.run(names, inputs), strict=True))
 
     def close(self) -> None:
@@ -67,6 +71,15 @@ def _specs(nodes: list[ort.NodeArg], overrides: tuple[TensorOverride, ...], kind
         spec = specs[o.name]
         specs[o.name] = replace(spec, datatype=o.datatype or spec.datatype, shape=o.shape or spec.shape)
     return tuple(specs.values())
+
+
+def _as_str(name: str, array: Array) -> Array:
+    """onnxruntime wants `str` elements in string tensors; V2 BYTES arrive as `bytes`."""
+    try:
+        flat = [v.decode() if isinstance(v, bytes) else str(v) for v in array.reshape(-1)]
+    except UnicodeDecodeError:
+        raise InvalidInput(f"input '{name}': this model's string input needs UTF-8 text") from None
+    return np.array(flat, dtype=object).reshape(array.shape)
 
 
 def _first_line(exc: Exception) -> str:

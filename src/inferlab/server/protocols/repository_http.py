@@ -58,13 +58,14 @@ def routes(ctx: HttpContext) -> list[Route]:
         await run_in_threadpool(service.delete, request.path_params["model"], request.path_params.get("version"))
         return json_response({})
 
+    # {model:path} lets a name with '/' reach check_model_name and get a 400 that says why.
     return [
         Route("/v2/repository/index", index, methods=["POST"]),
-        Route("/v2/repository/models/{model}/load", load, methods=["POST"]),
-        Route("/v2/repository/models/{model}/unload", unload, methods=["POST"]),
-        Route("/v2/repository/models/{model}/upload", upload, methods=["POST"]),
-        Route("/v2/repository/models/{model}", delete, methods=["DELETE"]),
+        Route("/v2/repository/models/{model:path}/load", load, methods=["POST"]),
+        Route("/v2/repository/models/{model:path}/unload", unload, methods=["POST"]),
+        Route("/v2/repository/models/{model:path}/upload", upload, methods=["POST"]),
         Route("/v2/repository/models/{model}/versions/{version}", delete, methods=["DELETE"]),
+        Route("/v2/repository/models/{model:path}", delete, methods=["DELETE"]),
     ]
 
 
