@@ -1,0 +1,183 @@
+"""Predicted vs measured: the performance model against real runs of the server on this machine.
+
+For digits and mobilenet_v2 and three configurations each (no batching; batching; batching with two
+instances) it profiles the model, predicts capacity and p50/p99 at four Poisson rates up to 80% of
+the predicted capacity, measures the same points against a real server process, and prints both
+with the relative errors. Capacity is measured with wrk (closed loop, enough connections to saturate);
+the Poisson points with a small open-loop asyncio driver (to be replaced by inferlab.loadgen). The
+driver times each request from its actual send: event-loop timers fire on a 1 ms grid, so timing from
+the intended instant would add up to 1 ms of the client's own lateness to every sub-millisecond digits
+request; each send is its own task, so a slow server never delays later sends (no coordinated omission).
+
+    flock /tmp/inferlab-bench.lock env PYTHONPATH=src python benchmarks/perfmodel.py [--models digits] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import MODELS, wrk  # noqa: E402
+
+from inferlab.config import BatchingConfig, ModelConfig, RuntimeOptions  # noqa: E402
+from inferlab.perfmodel.overhead import measure_overhead, server_process, v2_json_body  # noqa: E402
+from inferlab.perfmodel.predict import predict  # noqa: E402
+from inferlab.perfmodel.profile import Profile, record_service_times  # noqa: E402
+
+FILES = {"digits": "digits_mlp", "mobilenet_v2": "mobilenet_v2"}
+BATCH = {"digits": (16, 500), "mobilenet_v2": (8, 2000)}  # max_batch_size, max_queue_delay_us
+FRACTIONS = (0.2, 0.4, 0.6, 0.8)
+
+
+def configs(model: str) -> dict[str, ModelConfig]:
+    size, delay = BATCH[model]
+    batching = BatchingConfig(enabled=True, max_queue_delay_us=delay)
+    one = RuntimeOptions(intra_op_threads=1)
+    return {
+        "no batching": ModelConfig(runtime=one),
+        f"batch {size}, {delay} us": ModelConfig(max_batch_size=size, batching=batching, runtime=one),
+        f"batch {size}, {delay} us, 2 inst": ModelConfig(max_batch_size=size, batching=batching, runtime=one,
+                                                         instances=2),
+    }
+
+
+@dataclass(frozen=True)
+class Point:
+    rate: float
+    p50_s: float
+    p99_s: float
+    sent: int
+    failed: int
+
+
+async def open_loop(url: str, body: bytes, rate: float, n: int, seed: int, max_in_flight: int = 512) -> Point:
+    """Poisson sends over keep-alive connections; latency = done - intended send time."""
+    host, _, rest = url.removeprefix("http://").partition(":")
+    port_text, _, path = rest.partition("/")
+    head = (f"POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    request = head + body
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    offsets = np.cumsum(np.random.default_rng(seed).exponential(1.0 / rate, n))
+    latencies: list[float] = []
+    failed = 0
+    in_flight = asyncio.Semaphore(max_in_flight)
+    loop = asyncio.get_running_loop()
+
+    async def one() -> None:
+        nonlocal failed
+        async with in_flight:
+            conn = idle.pop() if idle else await asyncio.open_connection(host, int(port_text))
+            reader, writer = conn
+            try:
+                sent = time.perf_counter()
+                writer.write(request)
+                status_and_headers = await reader.readuntil(b"\r\n\r\n")
+                length = int(status_and_headers.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                await reader.readexactly(length)
+                if b" 200 " not in status_and_headers.split(b"\r\n")[0] + b" ":
+                    failed += 1
+                latencies.append(time.perf_counter() - sent)
+                idle.append(conn)
+            except (OSError, asyncio.IncompleteReadError, IndexError, ValueError):
+                failed += 1
+                writer.close()
+
+    start = loop.time() + 0.05
+    tasks = []
+    for off in offsets.tolist():
+        delay = start + off - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one()))
+    await asyncio.gather(*tasks)
+    for _, writer in idle:
+        writer.close()
+    lat = np.asarray(latencies)
+    return Point(rate, float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), n, failed)
+
+
+def profile_model(model: str, quick: bool) -> Profile:
+    sizes = (1, 2, 4, 8, 16) if model == "digits" else (1, 2, 4, 8)
+    prof = record_service_times(MODELS / f"{FILES[model]}.onnx", model, sizes, ((1, 1), (2, 1)),
+                                seconds_per_point=0.3 if quick else 1.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = single_repository(Path(tmp), model, ModelConfig())
+        with server_process(repo) as server:
+            model_s = float(np.median(prof.service_s["1x1"][1]))
+            oh = measure_overhead(server, model, v2_json_body(prof.inputs), model_s, 1.0 if quick else 3.0)
+    return Profile(prof.model, prof.inputs, prof.service_s, {"v2-json": oh}, prof.machine)
+
+
+def single_repository(root: Path, model: str, config: ModelConfig) -> Path:
+    (root / model / "1").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(MODELS / f"{FILES[model]}.onnx", root / model / "1" / "model.onnx")
+    (root / model / "config.yaml").write_text(yaml.safe_dump(config.to_dict()))
+    return root
+
+
+def rel(pred: float, meas: float) -> str:
+    return f"{(pred - meas) / meas * 100:+.0f}%" if meas > 0 else "n/a"
+
+
+def run(models: list[str], quick: bool, config_filter: str | None) -> None:
+    print(f"{'model':13} {'config':26} {'rate/s':>8} {'pred p50':>9} {'meas p50':>9} {'err':>6} "
+          f"{'pred p99':>9} {'meas p99':>9} {'err':>6} {'fail':>5}")
+    for model in models:
+        prof = profile_model(model, quick)
+        oh = prof.overhead["v2-json"]
+        print(f"# {model}: loop {oh.serial_s * 1e3:.3f} ms/req, delay {oh.delay_s * 1e3:.3f} ms, "
+              f"model b=1 {np.median(prof.service_s['1x1'][1]) * 1e3:.3f} ms")
+        body = v2_json_body(prof.inputs)
+        for name, config in configs(model).items():
+            if config_filter and config_filter not in name:
+                continue
+            capacity = predict(prof, config, 1.0, requests=1000).capacity_rps
+            with tempfile.TemporaryDirectory() as tmp:
+                repo = single_repository(Path(tmp), model, config)
+                body_file = Path(tmp) / "body.json"
+                body_file.write_bytes(body)
+                with server_process(repo) as server:
+                    url = f"{server.url}/v2/models/{model}/infer"
+                    conns = max(8, 2 * config.instances * max(1, config.max_batch_size))
+                    measured_cap = wrk(url, body_file, conns, 3 if quick else 6).rps
+                    print(f"{model:13} {name:26} {'capacity':>8} {capacity:9.1f} {measured_cap:9.1f} "
+                          f"{rel(capacity, measured_cap):>6}")
+                    for i, frac in enumerate(FRACTIONS):
+                        rate = frac * capacity
+                        n = int(min(max(300, rate * (4 if quick else 10)), 8000))
+                        pred = predict(prof, config, rate, requests=20_000, seed=i).sim
+                        meas = asyncio.run(open_loop(url, body, rate, n, seed=i))
+                        print(f"{model:13} {name:26} {rate:8.1f} {pred.p50_s * 1e3:9.2f} {meas.p50_s * 1e3:9.2f} "
+                              f"{rel(pred.p50_s, meas.p50_s):>6} {pred.p99_s * 1e3:9.2f} {meas.p99_s * 1e3:9.2f} "
+                              f"{rel(pred.p99_s, meas.p99_s):>6} {meas.failed:5d}")
+                        time.sleep(0.5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="digits,mobilenet_v2")
+    parser.add_argument("--configs", default=None, help="only configurations whose name contains this text")
+    parser.add_argument("--quick", action="store_true", help="shorter profiles and runs")
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    run([m.strip() for m in args.models.split(",")], args.quick, args.configs)
+
+
+if __name__ == "__main__":
+    main()
