@@ -27,12 +27,12 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MODELS, wrk  # noqa: E402
+from common import MODELS, wrk
 
-from inferlab.config import BatchingConfig, ModelConfig, RuntimeOptions  # noqa: E402
-from inferlab.perfmodel.overhead import measure_overhead, server_process, v2_json_body  # noqa: E402
-from inferlab.perfmodel.predict import predict  # noqa: E402
-from inferlab.perfmodel.profile import Profile, record_service_times  # noqa: E402
+from inferlab.config import BatchingConfig, ModelConfig, RuntimeOptions
+from inferlab.perfmodel.overhead import measure_overhead, server_process, v2_json_body
+from inferlab.perfmodel.predict import predict
+from inferlab.perfmodel.profile import Profile, record_service_times
 
 FILES = {"digits": "digits_mlp", "mobilenet_v2": "mobilenet_v2"}
 BATCH = {"digits": (16, 500), "mobilenet_v2": (8, 2000)}  # max_batch_size, max_queue_delay_us

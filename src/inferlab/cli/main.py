@@ -11,7 +11,7 @@ from inferlab import __version__
 from inferlab.cli.client import ServerError
 from inferlab.cli.infer import infer
 from inferlab.cli.models import models
-from inferlab.cli.perf import predict_cmd, profile
+from inferlab.cli.perf import predict_cmd, profile, tune
 from inferlab.cli.serve import serve
 from inferlab.errors import InferlabError
 
@@ -32,6 +32,7 @@ cli.add_command(models)
 cli.add_command(infer)
 cli.add_command(profile)
 cli.add_command(predict_cmd)
+cli.add_command(tune)
 
 
 def main() -> None:

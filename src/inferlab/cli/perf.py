@@ -20,6 +20,8 @@ from rich.table import Table
 from inferlab.config import ModelConfig
 from inferlab.perfmodel.predict import ArrivalKind, Prediction, predict
 from inferlab.perfmodel.profile import DEFAULT_BATCH_SIZES, Profile, record_service_times, setting_key
+from inferlab.perfmodel.tuner import Candidate, Slo
+from inferlab.perfmodel.tuner import tune as tune_configs
 
 PROTOCOLS = ("v2-json",)
 
@@ -42,32 +44,10 @@ PROTOCOLS = ("v2-json",)
 def profile(model: str, repository: Path | None, output: Path | None, batch_sizes: str, settings: str,
             seconds_per_point: float, overhead_seconds: float, no_server: bool) -> None:
     """Measure MODEL's service time per batch size and thread setting, and the server's overhead."""
-    from inferlab.perfmodel.overhead import measure_overhead, server_process, v2_json_body
-
     model_file, name = _resolve_model(model, repository)
     sizes = _int_list(batch_sizes, "--batch-sizes")
     pairs = [_setting(s) for s in settings.split(",") if s.strip()]
-    console = Console(stderr=True)
-    steps = len(sizes) * len(pairs) + (0 if no_server else 1)
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
-        task = bar.add_task("profiling", total=steps)
-        started = [False]
-
-        def step(text: str) -> None:
-            if started[0]:
-                bar.advance(task)
-            started[0] = True
-            bar.update(task, description=text)
-
-        prof = record_service_times(model_file, name, sizes, pairs, seconds_per_point, progress=step)
-        if not no_server:
-            step(f"{name}: server overhead (V2 JSON)")
-            with _single_model_repository(model_file, name) as repo, server_process(repo) as server:
-                model_s = float(np.median(prof.service_s[setting_key(*pairs[0])][min(sizes)]))
-                oh = measure_overhead(server, name, v2_json_body(prof.inputs), model_s, overhead_seconds)
-            prof = Profile(prof.model, prof.inputs, prof.service_s, {"v2-json": oh}, prof.machine)
-        bar.advance(task)
+    prof = _record_profile(model_file, name, sizes, pairs, seconds_per_point, None if no_server else overhead_seconds)
     path = output or Path(f"{name}.profile.json")
     prof.save(path)
     _print_profile(_console(), prof)
@@ -107,6 +87,87 @@ def predict_cmd(profile_path: Path, config_path: Path | None, rate: float | None
         click.echo(orjson.dumps([prediction_json(p) for p in results], option=orjson.OPT_INDENT_2).decode())
     else:
         _console().print(prediction_table(f"{prof.model}: predicted ({arrivals} arrivals)", results))
+
+
+@click.command()
+@click.argument("model")
+@click.option("--slo", required=True, help="Latency target, e.g. p99=50ms (p50|p95|p99|mean, us|ms|s).")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Target Poisson rate (requests/s): rank configs by latency at it.")
+@click.option("--max-rate", is_flag=True, help="Rank configs by the highest rate each sustains within the SLO.")
+@click.option("--profile", "profile_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Profile to use (default MODEL.profile.json; recorded first if missing).")
+@click.option("--model-repository", "repository", type=click.Path(file_okay=False, path_type=Path), default=None,
+              envvar="INFERLAB_MODEL_REPOSITORY", help="Repository holding MODEL: profiled, and served to validate.")
+@click.option("--url", default=None, help="A running server to apply the winner to (instead of starting one).")
+@click.option("--protocol", type=click.Choice([*PROTOCOLS, "none"]), default="v2-json", show_default=True)
+@click.option("--top", default=5, show_default=True, type=click.IntRange(1, 100), help="How many configs to print.")
+@click.option("--no-apply", is_flag=True, help="Only predict: do not touch a server.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def tune(model: str, slo: str, rate: float | None, max_rate: bool, profile_path: Path | None,
+         repository: Path | None, url: str | None, protocol: str, top: int, no_apply: bool, as_json: bool) -> None:
+    """Find the batching/instance/thread config that meets a latency SLO, by prediction; apply the winner."""
+    if (rate is None) == (not max_rate):
+        raise click.UsageError("give exactly one of --rate R or --max-rate")
+    target = Slo.parse(slo)
+    name = Path(model).stem if Path(model).is_file() else model
+    path = profile_path or Path(f"{name}.profile.json")
+    if path.is_file():
+        prof = Profile.load(path)
+    else:
+        model_file, name = _resolve_model(model, repository)
+        prof = _record_profile(model_file, name, list(DEFAULT_BATCH_SIZES), [(1, 1), (1, 2), (2, 1)], 1.0, 3.0)
+        prof.save(path)
+        click.echo(f"profile written to {path}", err=True)
+    base = ModelConfig.from_file(repository / name / "config.yaml") if repository else ModelConfig()
+    ranked = tune_configs(prof, target, rate, base, protocol)
+    winner = ranked[0]
+    if as_json:
+        click.echo(orjson.dumps([_candidate_json(c) for c in ranked[:top]], option=orjson.OPT_INDENT_2).decode())
+    else:
+        _console().print(_candidate_table(f"{name}: best configs for {slo}"
+                                          + (f" at {rate:g}/s" if rate else " (highest rate)"), ranked[:top], target))
+    if not winner.meets_slo:
+        raise click.ClickException(f"no configuration meets {slo}" + (f" at {rate:g}/s" if rate else ""))
+    if not no_apply:
+        _apply_winner(url, repository, name, winner.config)
+
+
+def _apply_winner(url: str | None, repository: Path | None, name: str, config: ModelConfig) -> None:
+    from inferlab.perfmodel.overhead import apply_config, server_process
+
+    if url is not None:
+        apply_config(url, name, config)
+        click.echo(f"applied to {url}: {_describe(config)}", err=True)
+    elif repository is not None:
+        with server_process(repository) as server:
+            apply_config(server.url, name, config)
+        click.echo(f"applied to {repository / name / 'config.yaml'}: {_describe(config)}", err=True)
+
+
+def _describe(c: ModelConfig) -> str:
+    batching = c.batching.enabled and c.max_batch_size > 1
+    batch = f"batch {c.max_batch_size}, delay {c.batching.max_queue_delay_us} us" if batching else "no batching"
+    return f"{batch}, {c.instances} instance(s) x {c.runtime.intra_op_threads} thread(s)"
+
+
+def _candidate_table(title: str, ranked: list[Candidate], slo: Slo) -> Table:
+    table = Table(title=title)
+    extra = () if slo.metric in ("p50", "p99") else (f"{slo.metric} ms",)
+    for col in ("#", "config", "meets", "max rate/s", "rate/s", "capacity/s", "p50 ms", "p99 ms", *extra):
+        table.add_column(col, justify="right" if col not in ("config", "meets") else "left")
+    for i, c in enumerate(ranked, 1):
+        p = c.prediction
+        table.add_row(str(i), _describe(c.config), "yes" if c.meets_slo else "no",
+                      "-" if c.max_rate_rps is None else f"{c.max_rate_rps:.1f}", f"{p.rate_rps:.1f}",
+                      f"{p.capacity_rps:.1f}", _ms(p.sim.p50_s), _ms(p.sim.p99_s),
+                      *(_ms(slo.value(p.sim)) for _ in extra))
+    return table
+
+
+def _candidate_json(c: Candidate) -> dict[str, Any]:
+    return {"config": c.config.to_dict(), "meets_slo": c.meets_slo, "max_rate_rps": c.max_rate_rps,
+            "prediction": prediction_json(c.prediction)}
 
 
 def prediction_json(p: Prediction) -> dict[str, Any]:
@@ -154,6 +215,34 @@ def _print_profile(console: Console, prof: Profile) -> None:
     for proto, oh in prof.overhead.items():
         console.print(f"{proto}: serial {oh.serial_s * 1e3:.3f} ms/request on the event loop, "
                       f"delay {oh.delay_s * 1e3:.3f} ms, unloaded p50 {np.median(oh.latency_s) * 1e3:.3f} ms")
+
+
+def _record_profile(model_file: Path, name: str, sizes: list[int], pairs: list[tuple[int, int]],
+                    seconds_per_point: float, overhead_seconds: float | None) -> Profile:
+    """Time the model in process, then (unless `overhead_seconds` is None) the server around it, with a bar."""
+    from inferlab.perfmodel.overhead import measure_overhead, server_process, v2_json_body
+
+    steps = len(sizes) * len(pairs) + (0 if overhead_seconds is None else 1)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("profiling", total=steps)
+        started = [False]
+
+        def step(text: str) -> None:
+            if started[0]:
+                bar.advance(task)
+            started[0] = True
+            bar.update(task, description=text)
+
+        prof = record_service_times(model_file, name, sizes, pairs, seconds_per_point, progress=step)
+        if overhead_seconds is not None:
+            step(f"{name}: server overhead (V2 JSON)")
+            with _single_model_repository(model_file, name) as repo, server_process(repo) as server:
+                model_s = float(np.median(prof.service_s[setting_key(*pairs[0])][min(sizes)]))
+                oh = measure_overhead(server, name, v2_json_body(prof.inputs), model_s, overhead_seconds)
+            prof = Profile(prof.model, prof.inputs, prof.service_s, {"v2-json": oh}, prof.machine)
+        bar.advance(task)
+    return prof
 
 
 def _console() -> Console:
