@@ -87,3 +87,12 @@ def test_interpolates_unmeasured_batch_sizes() -> None:
 def test_rejects_bad_policy() -> None:
     with pytest.raises(InvalidInput, match="instances must be >= 1"):
         BatchPolicy(instances=0)
+
+
+def test_requests_finding_the_system_idle_pay_the_wake_up_penalty() -> None:
+    # arrivals 10 ms apart, 1 ms service: every request finds the system idle for 9 ms (the first: forever)
+    overhead = Overhead(idle_gap_s=(0.0, 0.002, 0.005), idle_penalty_s=(0.0, 0.0004, 0.001))
+    r = simulate(constant_arrivals(100.0, 50), ServiceTimes.constant(0.001), BatchPolicy(), overhead)
+    assert r.p50_s == pytest.approx(0.002)
+    busy = simulate(constant_arrivals(1000.0, 50), ServiceTimes.constant(0.001), BatchPolicy(), overhead)
+    assert busy.p50_s == pytest.approx(0.001)  # back to back: only the first request found it idle

@@ -40,6 +40,7 @@ from inferlab.tensors import TensorSpec
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 _SATURATING_CONNECTIONS = 16
 _MIN_REQUESTS = 20
+_IDLE_GAPS_S = (0.0, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.02)
 _MODEL_BOUND = 0.8  # model utilisation above which saturation says nothing about the loop
 
 
@@ -98,7 +99,8 @@ def measure_overhead(
 ) -> ProtocolOverhead:
     """Two closed-loop phases over raw keep-alive HTTP/1.1 (a lean client, so it measures the server).
 
-    One connection gives the unloaded latency. Then enough connections saturate the server: when the
+    One connection gives the unloaded latency back to back, and again after idle gaps from 0.25 to
+    20 ms (the wake-up penalty curve). Then enough connections saturate the server: when the
     model is not what limits it (the profiling server runs one instance, no batching), the saturated
     throughput X gives the event loop's effective cost per request, 1/X, which includes its fight for
     the cores with the model threads and the client, and the cheaper per-request work of a busy loop.
@@ -106,15 +108,54 @@ def measure_overhead(
     """
     request = _post_bytes(server.url, f"/v2/models/{model}/infer", body)
     asyncio.run(_closed_loop(server.url, request, 1, 0.1, 10))  # warm-up: connections, first-call allocations
-    latencies = asyncio.run(_closed_loop(server.url, request, 1, seconds / 2, max_requests))
+    round_s = sum(_IDLE_GAPS_S) + len(_IDLE_GAPS_S) * 3 * max(model_s, 1e-3)  # one request per gap
+    per_gap = _spaced(server.url, request, _IDLE_GAPS_S, max(5, min(40, int(seconds / 4 / round_s))))
+    latencies = asyncio.run(_closed_loop(server.url, request, 1, seconds / 4, max_requests))
     cpu0, t0 = _main_thread_cpu_s(server.pid), time.perf_counter()
     loaded = asyncio.run(_closed_loop(server.url, request, _SATURATING_CONNECTIONS, seconds / 2, max_requests))
     per_request_s = (time.perf_counter() - t0) / len(loaded)
     cpu_s = (_main_thread_cpu_s(server.pid) - cpu0) / len(loaded)
     serial = per_request_s if model_s / per_request_s < _MODEL_BOUND else cpu_s
-    total = max(0.0, float(np.median(latencies)) - model_s)
+    warm = float(np.median(latencies))
+    total = max(0.0, warm - model_s)
     serial = min(total, serial)
-    return ProtocolOverhead(serial_s=serial, delay_s=total - serial, latency_s=tuple(latencies))
+    penalty = np.maximum.accumulate([max(0.0, float(np.median(lat)) - warm) for lat in per_gap])  # grows with idle
+    return ProtocolOverhead(serial_s=serial, delay_s=total - serial, latency_s=tuple(latencies),
+                            idle_gap_s=_IDLE_GAPS_S, idle_penalty_s=tuple(penalty.tolist()))
+
+
+def _spaced(url: str, request: bytes, gaps_s: tuple[float, ...], per_gap: int) -> list[list[float]]:
+    """Latencies of requests each sent `gap` after the previous answer, on one blocking connection
+    (a precise sleep; event-loop timers only fire on a 1 ms grid)."""
+    host, _, port = url.removeprefix("http://").partition(":")
+    out: list[list[float]] = []
+    with socket.create_connection((host, int(port))) as conn, conn.makefile("rb") as stream:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for gap in gaps_s:
+            lat = []
+            for _ in range(per_gap):
+                _precise_sleep(gap)
+                t0 = time.perf_counter()
+                conn.sendall(request)
+                head = b""
+                while not head.endswith(b"\r\n\r\n"):
+                    line = stream.readline()
+                    if not line:
+                        raise InvalidInput("the server closed the connection while profiling")
+                    head += line
+                status, length = _parse_head(head)
+                payload = stream.read(length)
+                if status != 200:
+                    raise InvalidInput(f"inference failed while profiling: {status} {payload[:300]!r}")
+                lat.append(time.perf_counter() - t0)
+            out.append(lat)
+    return out
+
+
+def _precise_sleep(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while (left := end - time.perf_counter()) > 0:
+        time.sleep(left / 2 if left > 2e-4 else 0)
 
 
 def _post_bytes(url: str, path: str, body: bytes) -> bytes:

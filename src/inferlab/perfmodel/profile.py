@@ -52,15 +52,18 @@ class ProtocolOverhead:
 
     `serial_s` is CPU time on the server's event loop per request (it queues: it bounds throughput);
     `delay_s` is the rest of the unloaded latency beyond the model (client, kernel, loopback), which
-    adds to every request but does not queue. `latency_s` keeps the raw unloaded samples.
+    adds to every request but does not queue. `idle_penalty_s[k]` is the extra latency of a request
+    sent after the system sat idle for `idle_gap_s[k]`. `latency_s` keeps the raw back-to-back samples.
     """
 
     serial_s: float
     delay_s: float
     latency_s: tuple[float, ...] = ()
+    idle_gap_s: tuple[float, ...] = ()
+    idle_penalty_s: tuple[float, ...] = ()
 
     def as_overhead(self) -> Overhead:
-        return Overhead(serial_s=self.serial_s, delay_s=self.delay_s)
+        return Overhead(self.serial_s, self.delay_s, self.idle_gap_s, self.idle_penalty_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +102,8 @@ class Profile:
             "inputs": [{"name": s.name, "datatype": s.datatype, "shape": list(s.shape)} for s in self.inputs],
             "service_s": {k: {str(b): list(v) for b, v in sorted(per.items())} for k, per in self.service_s.items()},
             "overhead": {
-                p: {"serial_s": o.serial_s, "delay_s": o.delay_s, "latency_s": list(o.latency_s)}
+                p: {"serial_s": o.serial_s, "delay_s": o.delay_s, "latency_s": list(o.latency_s),
+                    "idle_gap_s": list(o.idle_gap_s), "idle_penalty_s": list(o.idle_penalty_s)}
                 for p, o in self.overhead.items()
             },
             "machine": self.machine,
@@ -118,7 +122,8 @@ class Profile:
                     for k, per in raw["service_s"].items()
                 },
                 overhead={
-                    p: ProtocolOverhead(float(o["serial_s"]), float(o["delay_s"]), tuple(o.get("latency_s", ())))
+                    p: ProtocolOverhead(float(o["serial_s"]), float(o["delay_s"]), tuple(o.get("latency_s", ())),
+                                        tuple(o.get("idle_gap_s", ())), tuple(o.get("idle_penalty_s", ())))
                     for p, o in raw.get("overhead", {}).items()
                 },
                 machine=dict(raw.get("machine", {})),

@@ -3,7 +3,8 @@
 The model mirrors the server's policy, so its predictions can be checked against a real run:
 
 * the front end (HTTP parsing, JSON decode/encode on the event loop) is one FIFO server whose
-  per-request cost is `Overhead.serial_s`, plus a pure delay `Overhead.delay_s` nobody queues for;
+  per-request cost is `Overhead.serial_s`, plus a pure delay `Overhead.delay_s` nobody queues for,
+  plus a wake-up penalty for requests that find the system idle;
 * the queue admits a request unless `max_queue_size` requests already wait (then it is dropped);
 * when an instance is free the batcher sends a batch as soon as `max_batch_size` requests wait, or a
   preferred size is reached (the largest preferred size that fits), or the oldest request has waited
@@ -51,10 +52,23 @@ class BatchPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Overhead:
-    """Per-request server cost outside the model: `serial_s` queues on the event loop, `delay_s` does not."""
+    """Per-request server cost outside the model: `serial_s` queues on the event loop, `delay_s` does not.
+
+    `idle_penalty_s[k]` is extra latency for a request that finds the system idle for `idle_gap_s[k]`
+    (interpolated between measured gaps): an idle server and client sleep, and waking them costs up
+    to a millisecond on a VM, which dominates sub-millisecond requests at low rates.
+    """
 
     serial_s: float = 0.0
     delay_s: float = 0.0
+    idle_gap_s: tuple[float, ...] = ()
+    idle_penalty_s: tuple[float, ...] = ()
+
+    def penalty(self, idle_s: FloatArray) -> FloatArray | float:
+        if not self.idle_gap_s:
+            return 0.0
+        out: FloatArray = np.interp(idle_s, self.idle_gap_s, self.idle_penalty_s)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +153,9 @@ def _summarise(
     span = float(done[ok_all].max() - arrivals[0]) if ok_all.any() else 0.0
     a, s, d = arrivals[skip:], started[skip:], done[skip:]
     ok = ~np.isnan(d)
-    latency = d[ok] - a[ok] + overhead.delay_s
+    ended = np.fmax.accumulate(np.concatenate(([-np.inf], done[:-1])))  # last completion before each arrival
+    idle = np.maximum(arrivals - ended, 0.0)[skip:]  # how long the whole system sat empty before it
+    latency = d[ok] - a[ok] + overhead.delay_s + overhead.penalty(idle[ok])
     wait = s[ok] - a[ok] - overhead.serial_s  # time spent queued, front end or batcher
     window = float(d[ok].max() - a[0]) if ok.any() else 0.0
     completed = int(ok.sum())
