@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -16,8 +17,12 @@ from inferlab.config import ServerConfig
 from inferlab.repository.registry import ModelRegistry
 from inferlab.repository.store import ModelStore
 from inferlab.server.http import build_app
+from inferlab.server.metrics import Metrics
 from inferlab.server.service import InferenceService
+from inferlab.server.sync import RepositorySync
+from inferlab.server.timing import AccessLog, access_logger
 from inferlab.server.web import HttpContext
+from inferlab.server.workers import MULTIPROC_ENV, reuseport_socket, supervise
 
 
 @dataclass(slots=True)
@@ -32,11 +37,19 @@ class Server:
         self.service.registry.close()
 
 
-def build(config: ServerConfig) -> Server:
-    """Open the repository, load its models, and build the HTTP app around the service."""
-    registry = ModelRegistry(ModelStore(config.model_repository))
+def build(config: ServerConfig, workers: int = 1) -> Server:
+    """Open the repository, load its models, and build the HTTP app around the service.
+
+    `workers` > 1: this is one of that many worker processes (server/workers.py): each runs its share
+    of every model's instances, and repository changes are shared through server/sync.py.
+    """
+    metrics = Metrics(os.environ.get(MULTIPROC_ENV) if workers > 1 else None)
+    registry = ModelRegistry(ModelStore(config.model_repository), observer=metrics.model, instance_share=workers)
     registry.load_all()
-    service = InferenceService(registry)
+    sync = RepositorySync(registry) if workers > 1 else None
+    if sync:
+        sync.start()
+    service = InferenceService(registry, metrics, AccessLog(config.access_log), sync)
     ctx = HttpContext(service, config.max_body_bytes, config.auth_token, config.protect_inference)
     return Server(config, service, build_app(ctx))
 
@@ -49,7 +62,7 @@ def uvicorn_config(server: Server) -> uvicorn.Config:
         port=c.http_port,
         loop="uvloop",
         http="httptools",
-        access_log=c.access_log,
+        access_log=False,  # server/timing.py writes the access log, as JSON lines
         log_level="warning",
         ssl_certfile=str(c.tls_cert) if c.tls_cert else None,
         ssl_keyfile=str(c.tls_key) if c.tls_key else None,
@@ -57,9 +70,14 @@ def uvicorn_config(server: Server) -> uvicorn.Config:
     )
 
 
-def run(config: ServerConfig) -> None:
-    """Serve until interrupted."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def run(config: ServerConfig, workers: int = 1) -> None:
+    """Serve until interrupted: in this process, or in `workers` processes sharing the port."""
+    configure_logging()
+    if workers > 1:
+        code = supervise(config, workers, serve_worker)
+        if code:
+            raise SystemExit(code)
+        return
     server = build(config)
     log = logging.getLogger("inferlab.server")
     scheme = "https" if config.tls_cert else "http"
@@ -69,6 +87,27 @@ def run(config: ServerConfig) -> None:
         uvicorn.Server(uvicorn_config(server)).run()
     finally:
         server.close()
+
+
+def serve_worker(config: ServerConfig, workers: int) -> None:
+    """One of `workers` processes (server/workers.py): a whole server on its own SO_REUSEPORT socket."""
+    configure_logging()
+    server = build(config, workers)
+    sock = reuseport_socket(config.host, config.http_port)
+    sock.listen(2048)
+    try:
+        uvicorn.Server(uvicorn_config(server)).run(sockets=[sock])
+    finally:
+        server.close()
+
+
+def configure_logging() -> None:
+    """Plain log lines on stderr; the access log as bare JSON lines (one object per line)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access_logger.addHandler(handler)
+    access_logger.propagate = False
 
 
 @contextmanager
