@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from inferlab.config import ServerConfig
 from inferlab.repository.registry import ModelRegistry
 from inferlab.repository.store import ModelStore
+from inferlab.runtimes import RuntimeLoader
 from inferlab.server.http import build_app
 from inferlab.server.metrics import Metrics
 from inferlab.server.service import InferenceService
@@ -37,14 +38,17 @@ class Server:
         self.service.registry.close()
 
 
-def build(config: ServerConfig, workers: int = 1) -> Server:
+def build(config: ServerConfig, workers: int = 1, runtimes: dict[str, RuntimeLoader] | None = None) -> Server:
     """Open the repository, load its models, and build the HTTP app around the service.
 
     `workers` > 1: this is one of that many worker processes (server/workers.py): each runs its share
     of every model's instances, and repository changes are shared through server/sync.py.
+    `runtimes` replaces the platform table (tests add in-memory runtimes this way).
     """
     metrics = Metrics(os.environ.get(MULTIPROC_ENV) if workers > 1 else None)
-    registry = ModelRegistry(ModelStore(config.model_repository), observer=metrics.model, instance_share=workers)
+    registry = ModelRegistry(
+        ModelStore(config.model_repository), runtimes, observer=metrics.model, instance_share=workers
+    )
     registry.load_all()
     sync = RepositorySync(registry) if workers > 1 else None
     if sync:
@@ -111,12 +115,14 @@ def configure_logging() -> None:
 
 
 @contextmanager
-def serve_in_thread(config: ServerConfig) -> Iterator[tuple[Server, str]]:
+def serve_in_thread(
+    config: ServerConfig, runtimes: dict[str, RuntimeLoader] | None = None
+) -> Iterator[tuple[Server, str]]:
     """Run a server on a background thread (port 0 picks a free port); yields it and its base URL.
 
     Tests and benchmarks use this to talk to a real server over loopback from the same process.
     """
-    server = build(config)
+    server = build(config, runtimes=runtimes)
     uv = uvicorn.Server(uvicorn_config(server))
     thread = threading.Thread(target=uv.run, name="inferlab-server", daemon=True)
     thread.start()
