@@ -74,10 +74,12 @@ def supervise(config: ServerConfig, workers: int, worker_main: Callable[[ServerC
         log.info("%d workers serving on %s:%d", workers, config.host, config.http_port)
         while not stopping and all(p.is_alive() for p in procs):
             wait([p.sentinel for p in procs], timeout=0.5)
-        failed = [p for p in procs if not p.is_alive() and p.exitcode]
-        for proc in failed:
-            log.error("worker %s exited with code %s; stopping the server", proc.name, proc.exitcode)
-        return 1 if failed and not stopping else 0
+        if stopping:
+            return 0
+        for proc in procs:
+            if not proc.is_alive():
+                log.error("worker %s exited with code %s; stopping the server", proc.name, proc.exitcode)
+        return 1
     finally:
         for proc in procs:
             if proc.is_alive() and proc.pid is not None:
