@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from inferlab.server.service import InferenceService
 from inferlab.server.sync import RepositorySync
 from inferlab.server.timing import AccessLog, access_logger
 from inferlab.server.web import HttpContext
-from inferlab.server.workers import MULTIPROC_ENV, reuseport_socket, supervise
+from inferlab.server.workers import MULTIPROC_ENV, supervise
 
 
 @dataclass(slots=True)
@@ -93,12 +94,10 @@ def run(config: ServerConfig, workers: int = 1) -> None:
         server.close()
 
 
-def serve_worker(config: ServerConfig, workers: int) -> None:
-    """One of `workers` processes (server/workers.py): a whole server on its own SO_REUSEPORT socket."""
+def serve_worker(config: ServerConfig, workers: int, sock: socket.socket) -> None:
+    """One of `workers` processes (server/workers.py): a whole server accepting on the shared socket."""
     configure_logging()
     server = build(config, workers)
-    sock = reuseport_socket(config.host, config.http_port)
-    sock.listen(2048)
     try:
         uvicorn.Server(uvicorn_config(server)).run(sockets=[sock])
     finally:

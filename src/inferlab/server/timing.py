@@ -14,6 +14,7 @@ request (HTTP parsing in uvicorn) and after it returns the body (socket writes) 
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from time import perf_counter
@@ -86,6 +87,7 @@ class AccessLog:
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
+        self._pid = os.getpid()  # tells the worker processes apart
 
     def write(
         self, model: str, version: str | None, request_id: str | None, t: Timings, status: int,
@@ -99,6 +101,7 @@ class AccessLog:
             "model": model,
             "version": version,
             "status": status,
+            "pid": self._pid,
         }
         if error is None:
             line.update({f"{k}_ms": round(v, 3) for k, v in parts_ms(t).items()})

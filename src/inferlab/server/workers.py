@@ -1,10 +1,12 @@
-"""The multi-process front end: N worker processes, each a whole server, sharing one port.
+"""The multi-process front end: N worker processes, each a whole server, accepting on one socket.
 
 Why (measured numbers in docs/architecture.md): one uvicorn process parses HTTP and JSON on one
-core; on a 2-core box the second core then only helps while a model computes. Each worker here
-binds its own socket to the same port with SO_REUSEPORT, so the kernel spreads connections over the
-workers and no process hands bytes to another. Each worker loads its share of every model's
-instances (server/app.py), and repository changes reach all workers through server/sync.py.
+core; on a 2-core box the second core then only helps while a model computes. The supervisor binds
+and listens once and every worker accepts from that socket, so an idle worker takes the next
+connection and no process hands bytes to another (this measured a little better than one
+SO_REUSEPORT socket per worker, whose hash can leave one worker with more connections). Each worker
+loads its share of every model's instances (server/app.py); repository changes reach all workers
+through server/sync.py.
 """
 
 from __future__ import annotations
@@ -35,31 +37,34 @@ def default_workers() -> int:
     return max(1, min(len(os.sched_getaffinity(0)), 4))
 
 
-def reuseport_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to (host, port) that other processes can bind too (SO_REUSEPORT)."""
+def listening_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
+    sock.listen(2048)
     return sock
 
 
-def supervise(config: ServerConfig, workers: int, worker_main: Callable[[ServerConfig, int], None]) -> int:
-    """Start `workers` processes running `worker_main(config, workers)`; stop them all when one exits or on a signal.
+WorkerMain = Callable[[ServerConfig, int, socket.socket], None]
 
-    The supervisor binds the port first without listening (so port 0 resolves to one free port for
-    all workers and the port stays reserved), resets the shared repository state, and gives the
-    workers a fresh directory for their metrics. Returns the exit code for the command.
+
+def supervise(config: ServerConfig, workers: int, worker_main: WorkerMain) -> int:
+    """Run `worker_main(config, workers, sock)` in `workers` processes; stop all when one exits or on a signal.
+
+    The supervisor listens first (so port 0 resolves to one free port for all workers), resets the
+    shared repository state, and gives the workers a fresh directory for their metrics. Returns the
+    exit code for the command.
     """
-    holder = reuseport_socket(config.host, config.http_port)
-    config = replace(config, http_port=holder.getsockname()[1])
+    sock = listening_socket(config.host, config.http_port)
+    config = replace(config, http_port=sock.getsockname()[1])
     RepositorySync.reset(config.model_repository)
     metrics_dir = tempfile.mkdtemp(prefix="inferlab-metrics-")
     os.environ[MULTIPROC_ENV] = metrics_dir
     ctx = mp.get_context("spawn")
     procs = [
-        ctx.Process(target=worker_main, args=(config, workers), name=f"inferlab-worker-{i}") for i in range(workers)
+        ctx.Process(target=worker_main, args=(config, workers, sock), name=f"inferlab-worker-{i}")
+        for i in range(workers)
     ]
     stopping = False
 
@@ -91,5 +96,5 @@ def supervise(config: ServerConfig, workers: int, worker_main: Callable[[ServerC
                 proc.join()
         for s, handler in previous.items():
             signal.signal(s, handler)
-        holder.close()
+        sock.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
