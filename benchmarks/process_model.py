@@ -48,7 +48,7 @@ def main() -> None:
     hop_costs()
 
 
-class reuseport_workers:  # noqa: N801 - a context manager, named like the helpers beside it
+class reuseport_workers:
     """inferlab worker processes that each listen on their own SO_REUSEPORT socket on one port."""
 
     def __init__(self, repo: Path, workers: int) -> None:
