@@ -29,10 +29,12 @@ def demo_repository() -> Path:
               help="Bearer token required for upload, delete, load and unload (env INFERLAB_AUTH_TOKEN).")
 @click.option("--protect-inference", is_flag=True, help="Require the token for inference too.")
 @click.option("--max-body-mb", default=64, show_default=True, type=click.IntRange(1), help="Largest request body.")
-@click.option("--access-log", is_flag=True, help="Log every request.")
+@click.option("--access-log", is_flag=True, help="Log every inference request as one JSON line on stderr.")
+@click.option("--workers", type=click.IntRange(1, 64), default=None, envvar="INFERLAB_WORKERS",
+              help="Server processes sharing the port (default: one per core, at most 4).")
 def serve(
     repository: Path | None, host: str, http_port: int, tls_cert: Path | None, tls_key: Path | None,
-    auth_token: str | None, protect_inference: bool, max_body_mb: int, access_log: bool,
+    auth_token: str | None, protect_inference: bool, max_body_mb: int, access_log: bool, workers: int | None,
 ) -> None:
     """Serve the models of a repository over HTTP (KServe V2 / Open Inference Protocol)."""
     if (tls_cert is None) != (tls_key is None):
@@ -40,6 +42,7 @@ def serve(
     if repository is not None and not repository.is_dir():
         raise click.UsageError(f"--model-repository {repository} is not a directory")
     from inferlab.server.app import run  # imported here so `--help` stays fast
+    from inferlab.server.workers import default_workers
 
     run(ServerConfig(
         model_repository=repository or demo_repository(),
@@ -51,4 +54,4 @@ def serve(
         protect_inference=protect_inference,
         max_body_bytes=max_body_mb * 1024 * 1024,
         access_log=access_log,
-    ))
+    ), workers or default_workers())

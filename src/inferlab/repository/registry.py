@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inferlab.batching.scheduler import DirectScheduler
+from inferlab.batching.batcher import BatchObserver, DynamicBatcher
+from inferlab.batching.instances import InstancePool
+from inferlab.batching.policy import BatchPolicy
 from inferlab.config import ModelConfig
 from inferlab.errors import InferlabError, ModelNotFound, ModelNotReady, RepositoryError
 from inferlab.repository.names import check_model_name
@@ -28,7 +31,7 @@ class LoadedModel:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     labels: list[str] | None
-    scheduler: DirectScheduler
+    scheduler: DynamicBatcher
     input_index: dict[str, TensorSpec] = field(default_factory=dict)
     output_names: frozenset[str] = frozenset()
 
@@ -51,9 +54,16 @@ class _Entry:
 class ModelRegistry:
     """Owns every loaded model; the only place runtimes are created and closed."""
 
-    def __init__(self, store: ModelStore, runtimes: dict[str, RuntimeLoader] | None = None) -> None:
+    def __init__(
+        self, store: ModelStore, runtimes: dict[str, RuntimeLoader] | None = None,
+        observer: Callable[[str, int], BatchObserver] | None = None, instance_share: int = 1,
+    ) -> None:
+        """`observer(name, version)` gets each batcher's events; `instance_share` divides config `instances`
+        (each of N worker processes runs ceil(instances / N) of them)."""
         self.store = store
         self._runtimes = runtimes or RUNTIMES
+        self._observer = observer
+        self._instance_share = instance_share
         self._entries: dict[str, _Entry] = {}
 
     def load_all(self) -> None:
@@ -135,7 +145,14 @@ class ModelRegistry:
             self._close(name)
 
     def _open(self, name: str, version: int, path: Path, config: ModelConfig, labels: list[str] | None) -> LoadedModel:
-        runtime: Runtime = self._loader(config)(path, config)
+        policy = BatchPolicy.from_config(config)
+        loader = self._loader(config)
+        runtime: Runtime = loader(path, config)
+        count = -(-config.instances // self._instance_share)
+        runtimes = [runtime, *(loader(path, config) for _ in range(count - 1))]
+        what = f"model '{name}' version {version}"
+        observer = self._observer(name, version) if self._observer else None
+        batcher = DynamicBatcher(what, InstancePool(what, runtimes), policy, config.batching.max_queue_size, observer)
         return LoadedModel(
             name=name,
             version=version,
@@ -143,7 +160,7 @@ class ModelRegistry:
             inputs=runtime.inputs,
             outputs=runtime.outputs,
             labels=labels,
-            scheduler=DirectScheduler(runtime, threads=config.instances),
+            scheduler=batcher,
         )
 
     def _loader(self, config: ModelConfig) -> RuntimeLoader:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,9 +17,14 @@ from starlette.applications import Starlette
 from inferlab.config import ServerConfig
 from inferlab.repository.registry import ModelRegistry
 from inferlab.repository.store import ModelStore
+from inferlab.runtimes import RuntimeLoader
 from inferlab.server.http import build_app
+from inferlab.server.metrics import Metrics
 from inferlab.server.service import InferenceService
+from inferlab.server.sync import RepositorySync
+from inferlab.server.timing import AccessLog, access_logger
 from inferlab.server.web import HttpContext
+from inferlab.server.workers import MULTIPROC_ENV, supervise
 
 
 @dataclass(slots=True)
@@ -32,11 +39,22 @@ class Server:
         self.service.registry.close()
 
 
-def build(config: ServerConfig) -> Server:
-    """Open the repository, load its models, and build the HTTP app around the service."""
-    registry = ModelRegistry(ModelStore(config.model_repository))
+def build(config: ServerConfig, workers: int = 1, runtimes: dict[str, RuntimeLoader] | None = None) -> Server:
+    """Open the repository, load its models, and build the HTTP app around the service.
+
+    `workers` > 1: this is one of that many worker processes (server/workers.py): each runs its share
+    of every model's instances, and repository changes are shared through server/sync.py.
+    `runtimes` replaces the platform table (tests add in-memory runtimes this way).
+    """
+    metrics = Metrics(os.environ.get(MULTIPROC_ENV) if workers > 1 else None)
+    registry = ModelRegistry(
+        ModelStore(config.model_repository), runtimes, observer=metrics.model, instance_share=workers
+    )
     registry.load_all()
-    service = InferenceService(registry)
+    sync = RepositorySync(registry) if workers > 1 else None
+    if sync:
+        sync.start()
+    service = InferenceService(registry, metrics, AccessLog(config.access_log), sync)
     ctx = HttpContext(service, config.max_body_bytes, config.auth_token, config.protect_inference)
     return Server(config, service, build_app(ctx))
 
@@ -49,7 +67,7 @@ def uvicorn_config(server: Server) -> uvicorn.Config:
         port=c.http_port,
         loop="uvloop",
         http="httptools",
-        access_log=c.access_log,
+        access_log=False,  # server/timing.py writes the access log, as JSON lines
         log_level="warning",
         ssl_certfile=str(c.tls_cert) if c.tls_cert else None,
         ssl_keyfile=str(c.tls_key) if c.tls_key else None,
@@ -57,9 +75,14 @@ def uvicorn_config(server: Server) -> uvicorn.Config:
     )
 
 
-def run(config: ServerConfig) -> None:
-    """Serve until interrupted."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def run(config: ServerConfig, workers: int = 1) -> None:
+    """Serve until interrupted: in this process, or in `workers` processes sharing the port."""
+    configure_logging()
+    if workers > 1:
+        code = supervise(config, workers, serve_worker)
+        if code:
+            raise SystemExit(code)
+        return
     server = build(config)
     log = logging.getLogger("inferlab.server")
     scheme = "https" if config.tls_cert else "http"
@@ -71,13 +94,34 @@ def run(config: ServerConfig) -> None:
         server.close()
 
 
+def serve_worker(config: ServerConfig, workers: int, sock: socket.socket) -> None:
+    """One of `workers` processes (server/workers.py): a whole server accepting on the shared socket."""
+    configure_logging()
+    server = build(config, workers)
+    try:
+        uvicorn.Server(uvicorn_config(server)).run(sockets=[sock])
+    finally:
+        server.close()
+
+
+def configure_logging() -> None:
+    """Plain log lines on stderr; the access log as bare JSON lines (one object per line)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access_logger.addHandler(handler)
+    access_logger.propagate = False
+
+
 @contextmanager
-def serve_in_thread(config: ServerConfig) -> Iterator[tuple[Server, str]]:
+def serve_in_thread(
+    config: ServerConfig, runtimes: dict[str, RuntimeLoader] | None = None
+) -> Iterator[tuple[Server, str]]:
     """Run a server on a background thread (port 0 picks a free port); yields it and its base URL.
 
     Tests and benchmarks use this to talk to a real server over loopback from the same process.
     """
-    server = build(config)
+    server = build(config, runtimes=runtimes)
     uv = uvicorn.Server(uvicorn_config(server))
     thread = threading.Thread(target=uv.run, name="inferlab-server", daemon=True)
     thread.start()

@@ -19,7 +19,7 @@ log = logging.getLogger("inferlab.server")
 
 def build_app(ctx: HttpContext) -> Starlette:
     """The HTTP app: inference routes first, since the router tries routes in order."""
-    routes = [*kserve_http.routes(ctx), *repository_http.routes(ctx)]
+    routes = [*kserve_http.routes(ctx), *repository_http.routes(ctx), ctx.service.metrics.route()]
     return Starlette(
         routes=routes,
         exception_handlers={

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from time import perf_counter
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from inferlab.server.protocols.kserve_json import decode_request, encode_response
+from inferlab.server.timing import TIMEOUT_HEADER, arrived
 from inferlab.server.web import JSON, HttpContext, json_response
 
 
@@ -14,11 +17,14 @@ def routes(ctx: HttpContext) -> list[Route]:
     service = ctx.service
 
     async def infer(request: Request) -> Response:
+        received = perf_counter()
         ctx.authorize(request, inference=True)
         params = request.path_params
         infer_request, classification = decode_request(await ctx.body(request), params["model"], params.get("version"))
+        arrived(infer_request, received, request.headers.get(TIMEOUT_HEADER))
         response = await service.infer(infer_request, classification)
-        return Response(encode_response(response), media_type=JSON)
+        body = encode_response(response)
+        return Response(body, media_type=JSON, headers=service.finish(response))
 
     async def live(request: Request) -> Response:
         return json_response({"live": True})

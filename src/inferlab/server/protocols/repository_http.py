@@ -26,15 +26,17 @@ def routes(ctx: HttpContext) -> list[Route]:
         return json_response(service.repository_index(bool(options.get("ready", False))))
 
     async def load(request: Request) -> Response:
+        """Triton's load; `{"parameters": {"config": "<JSON of a config.yaml mapping>"}}` replaces the config."""
         ctx.authorize(request)
-        await ctx.body(request)
-        await run_in_threadpool(service.load, request.path_params["model"])
+        body = await ctx.body(request)
+        config = _load_config(_json_object(body)) if body.strip() else None
+        await run_in_threadpool(service.load, request.path_params["model"], config)
         return json_response({})
 
     async def unload(request: Request) -> Response:
         ctx.authorize(request)
         await ctx.body(request)
-        service.unload(request.path_params["model"])
+        await run_in_threadpool(service.unload, request.path_params["model"])
         return json_response({})
 
     async def upload(request: Request) -> Response:
@@ -83,6 +85,16 @@ async def _multipart(ctx: HttpContext, request: Request) -> dict[str, bytes]:
                 raise InvalidInput(f"unknown upload part '{key}'; expected some of {list(_UPLOAD_PARTS)}")
             parts[key] = await value.read() if isinstance(value, UploadFile) else value.encode()
     return parts
+
+
+def _load_config(doc: dict[str, Any]) -> str | None:
+    parameters = doc.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise InvalidInput("load: 'parameters' must be a JSON object")
+    config = parameters.get("config")
+    if config is not None and not isinstance(config, str):
+        raise InvalidInput("load: parameter 'config' must be a string holding the JSON of the model's config")
+    return config
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

@@ -1,0 +1,247 @@
+"""Batching benchmark: onnxruntime's ceiling, and inferlab with and without batching, at 1, 8 and 64 connections.
+
+In one run on this machine it measures
+  * onnxruntime called in-process in its best configuration (shared/bench/raw_ort.py; the ceiling),
+  * the transport ceiling: a bare ASGI app on uvicorn (2 workers) returning a fixed V2 answer,
+  * the hand-written FastAPI peer (if its venv exists under $BENCH_WORK), for digits,
+  * inferlab over V2 JSON, batching off and on, at 1, 8 and 64 connections (wrk),
+and prints the ratios the batching issue sets as targets.
+
+    flock /tmp/inferlab-bench.lock python benchmarks/batching.py            # ~8 min
+    flock /tmp/inferlab-bench.lock python benchmarks/batching.py --seconds 3 --models digits_mlp
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = next(p for p in (ROOT.parent / "shared", ROOT / "shared") if (p / "models").is_dir())
+BENCH = SHARED / "bench"
+BENCH_WORK = Path(os.environ.get("BENCH_WORK", "/work/.benchwork"))
+MODELS = ("digits_mlp", "mobilenet_v2", "minilm_l6_int8")
+CONNECTIONS = (1, 8, 64)
+# Batching settings a user would pick per model (batch-1 latency: digits ~15 us, the others ~9 ms).
+BATCHING = {
+    "digits_mlp": "max_batch_size: 64\nbatching:\n  max_queue_delay_us: 200\n",
+    "mobilenet_v2": "max_batch_size: 8\nbatching:\n  max_queue_delay_us: 500\n",
+    "minilm_l6_int8": "max_batch_size: 8\nbatching:\n  max_queue_delay_us: 500\n",
+}
+NO_BATCHING = {m: "max_batch_size: 64\n" for m in MODELS}
+PEERS_BEST_JSON = {"mobilenet_v2": 57.0}  # best Python peer over JSON in shared/bench/results/peers.md
+KSERVE_DIGITS_C64 = 1400.0  # KServe ModelServer, the fastest framework peer there (hey)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=8.0, help="measured seconds per cell (after 2 s warm-up)")
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--workers", type=int, default=2, help="inferlab worker processes")
+    ap.add_argument("--skip-raw", action="store_true", help="do not re-measure the onnxruntime ceiling")
+    args = ap.parse_args()
+    models = args.models.split(",")
+    with tempfile.TemporaryDirectory(prefix="inferlab-bench-") as tmp:
+        work = Path(tmp)
+        bodies = {m: write_body(work, m) for m in models}
+        ceiling = {} if args.skip_raw else raw_ceiling(work, models)
+        results: dict[tuple[str, str, int], dict[str, float]] = {}
+        for label, configs in (("no batching", NO_BATCHING), ("batching", BATCHING)):
+            repo = repository(work / label.replace(" ", "_"), {m: configs[m] for m in models})
+            with inferlab(repo, args.workers) as url:
+                for model in models:
+                    for conns in CONNECTIONS:
+                        r = wrk(f"{url}/v2/models/{model}/infer", bodies[model], conns, args.seconds)
+                        results[(model, label, conns)] = r
+                        print(f"inferlab {label:11s} {model:15s} c={conns:<3d} {fmt(r)}", flush=True)
+        extra = {}
+        if "digits_mlp" in models:
+            extra["transport ceiling"] = transport_ceiling(work, args.seconds)
+            print(f"bare ASGI (uvicorn, 2 workers) digits c=64 {fmt(extra['transport ceiling'])}", flush=True)
+            fastapi = fastapi_peer(args.seconds)
+            if fastapi:
+                extra["fastapi"] = fastapi
+                print(f"FastAPI peer digits c=64 {fmt(fastapi)}", flush=True)
+    report(models, ceiling, results, extra)
+
+
+def fmt(r: dict[str, float]) -> str:
+    return f"{r['rps']:9.1f} req/s  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  non2xx {int(r['non2xx'])}"
+
+
+def report(
+    models: list[str], ceiling: dict[str, float], results: dict[tuple[str, str, int], dict[str, float]],
+    extra: dict[str, dict[str, float]],
+) -> None:
+    print("\n| model | c | no batching req/s | p50 ms | batching req/s | p50 ms | batching / none |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for model in models:
+        for c in CONNECTIONS:
+            a, b = results[(model, "no batching", c)], results[(model, "batching", c)]
+            print(f"| {model} | {c} | {a['rps']:.1f} | {a['p50_ms']:.2f} | {b['rps']:.1f} | {b['p50_ms']:.2f} "
+                  f"| {b['rps'] / a['rps']:.2f} |")
+    print("\nRatios against the issue's targets (V2 JSON; the V2 binary extension is measured once it exists):")
+
+    def best(model: str, c: int) -> float:
+        return max(results[(model, label, c)]["rps"] for label in ("no batching", "batching"))
+
+    for model in models:
+        if model in ceiling:
+            print(f"  {model}: best at c=64 / onnxruntime ceiling ({ceiling[model]:.0f}/s) = "
+                  f"{best(model, 64) / ceiling[model]:.2f}")
+    if "mobilenet_v2" in models:
+        print(f"  mobilenet_v2 JSON c=64 / best JSON peer ({PEERS_BEST_JSON['mobilenet_v2']:.0f}/s, peers.md) = "
+              f"{best('mobilenet_v2', 64) / PEERS_BEST_JSON['mobilenet_v2']:.2f}   (target >= 1.5)")
+    if "minilm_l6_int8" in models:
+        on, off = results[("minilm_l6_int8", "batching", 64)], results[("minilm_l6_int8", "no batching", 64)]
+        print(f"  minilm c=64 batching / no batching = {on['rps'] / off['rps']:.2f}   (target >= 1.15)")
+    for model in models:
+        on, off = results[(model, "batching", 1)], results[(model, "no batching", 1)]
+        print(f"  {model} c=1 p50 batching / no batching = {on['p50_ms'] / off['p50_ms']:.2f}   (target <= 1.15)")
+    if "digits_mlp" in models:
+        digits = best("digits_mlp", 64)
+        bare = extra["transport ceiling"]["rps"]
+        print(f"  digits c=64 / bare ASGI transport ceiling ({bare:.0f}/s) = {digits / bare:.2f}   (target >= 0.25)")
+        print(f"  digits c=64 / KServe ModelServer (~{KSERVE_DIGITS_C64:.0f}/s with hey, peers.md) = "
+              f"{digits / KSERVE_DIGITS_C64:.2f}   (target >= 2)")
+        if "fastapi" in extra:
+            print(f"  digits c=64 / FastAPI peer in this run ({extra['fastapi']['rps']:.0f}/s) = "
+                  f"{digits / extra['fastapi']['rps']:.2f}")
+
+
+# --- what is measured ------------------------------------------------------------------------------
+def write_body(work: Path, model: str) -> Path:
+    """One V2 JSON request body with one sample (seeded), as the peers' benchmark sends."""
+    rng = np.random.default_rng(0)
+    if model == "digits_mlp":
+        x = np.array(json.loads((SHARED / "models" / "digits_sample.json").read_text())["inputs"][0], np.float32)
+        inputs = [tensor("input", x.reshape(1, 64), "FP32")]
+    elif model == "mobilenet_v2":
+        x = np.round(rng.standard_normal((1, 3, 224, 224)), 3)
+        inputs = [tensor("input", x, "FP32")]
+    else:
+        ids = rng.integers(1000, 20000, size=(1, 64))
+        ids[:, 0], ids[:, -1] = 101, 102
+        inputs = [tensor("input_ids", ids, "INT64"), tensor("attention_mask", np.ones_like(ids), "INT64")]
+    path = work / f"body_{model}.json"
+    path.write_text(json.dumps({"inputs": inputs}))
+    return path
+
+
+def tensor(name: str, x: np.ndarray, datatype: str) -> dict[str, object]:
+    return {"name": name, "shape": list(x.shape), "datatype": datatype, "data": x.ravel().tolist()}
+
+
+def repository(root: Path, configs: dict[str, str]) -> Path:
+    for model, config in configs.items():
+        (root / model / "1").mkdir(parents=True)
+        (root / model / "1" / "model.onnx").symlink_to(SHARED / "models" / f"{model}.onnx")
+        (root / model / "config.yaml").write_text(config)
+    return root
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def inferlab(repo: Path, workers: int) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    cmd = [sys.executable, "-m", "inferlab", "serve", "--model-repository", str(repo), "--http-port", str(port),
+           "--workers", str(workers)]
+    ready = [f"/v2/models/{m.name}/ready" for m in repo.iterdir() if not m.name.startswith(".")]
+    with running(cmd, env, f"http://127.0.0.1:{port}", ready) as url:
+        yield url
+
+
+@contextmanager
+def running(cmd: list[str], env: dict[str, str], url: str, ready_paths: list[str], cwd: Path | None = None
+            ) -> Iterator[str]:
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if all(httpx.get(url + p, timeout=2).status_code == 200 for p in ready_paths for _ in range(4)):
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{cmd[0]} did not start: {' '.join(cmd)}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def wrk(url: str, body: Path, conns: int, seconds: float, warmup_s: float = 2.0) -> dict[str, float]:
+    """wrk with the shared POST script: 2 s warm-up, then `seconds` measured."""
+    threads = 1 if conns == 1 else 2
+    env = {**os.environ, "BODY": str(body)}
+    base = ["wrk", f"-t{threads}", f"-c{conns}", "--timeout", "10s", "-s", str(BENCH / "wrk_post.lua")]
+    subprocess.run([*base, f"-d{warmup_s:g}s", url], env=env, capture_output=True, check=True)
+    out = subprocess.run([*base, f"-d{seconds:g}s", url], env=env, capture_output=True, text=True, check=True).stdout
+    found = re.search(r"WRKRESULT (.*)", out)
+    if not found:
+        raise RuntimeError(f"wrk printed no result:\n{out}")
+    return {k: float(v) for k, v in (kv.split("=") for kv in found[1].split())}
+
+
+def raw_ceiling(work: Path, models: list[str]) -> dict[str, float]:
+    """Best inferences/s of in-process onnxruntime over raw_ort.py's modes and batch sizes."""
+    out = work / "raw"
+    subprocess.run([sys.executable, str(BENCH / "raw_ort.py"), "--seconds", "3", "--models", ",".join(models),
+                    "--out", str(out)], check=True)
+    rows = json.loads((out / "raw_ort.json").read_text())["rows"]
+    return {m: max(r["inf_per_s"] for r in rows if r["model"] == m and (r["batch"] == 1 or m != "digits_mlp"))
+            for m in models}
+
+
+def transport_ceiling(work: Path, seconds: float) -> dict[str, float]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+           "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+    body = BENCH / "peers" / "kserve" / "body_digits_mlp.json"
+    ceiling_dir = BENCH / "peers" / "ceiling"
+    with running(cmd, dict(os.environ), f"http://127.0.0.1:{port}", ["/digits_mlp"], cwd=ceiling_dir) as url:
+        return wrk(f"{url}/digits_mlp", body, 64, seconds)
+
+
+def fastapi_peer(seconds: float) -> dict[str, float] | None:
+    uvicorn = BENCH_WORK / "venvs" / "fastapi" / "bin" / "uvicorn"
+    if not uvicorn.exists():
+        return None
+    port = free_port()
+    cmd = [str(uvicorn), "main:app", "--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--loop",
+           "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+    env = {**os.environ, "ORT_INTRA_OP_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    peer = BENCH / "peers" / "fastapi"
+    with running(cmd, env, f"http://127.0.0.1:{port}", ["/health"], cwd=peer) as url:
+        return wrk(f"{url}/predict/digits_mlp", peer / "body_digits_mlp.json", 64, seconds)
+
+
+if __name__ == "__main__":
+    main()
