@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inferlab.config import ModelConfig
+from inferlab.config import BatchingConfig, ModelConfig
 from inferlab.errors import InvalidInput
-from inferlab.perfmodel.overhead import measure_overhead, server_process, v2_json_body
+from inferlab.perfmodel.overhead import apply_config, measure_overhead, server_process, v2_json_body
 from inferlab.perfmodel.predict import predict
 from inferlab.perfmodel.profile import Profile, record_service_times
 from tests.conftest import SHARED_MODELS, make_repository
@@ -48,6 +48,8 @@ def test_overhead_measured_through_a_real_server(digits_profile: Profile, tmp_pa
     repo = make_repository(tmp_path, {"digits": "digits_mlp"})
     with server_process(repo) as server:
         oh = measure_overhead(server, "digits", v2_json_body(digits_profile.inputs), 1e-5, seconds=0.2)
+        apply_config(server.url, "digits", ModelConfig(max_batch_size=8, batching=BatchingConfig(enabled=True)))
+        assert "max_batch_size: 8" in (repo / "digits" / "config.yaml").read_text()
     assert len(oh.latency_s) >= 20
     assert 0 < oh.serial_s <= float(np.median(oh.latency_s))
     assert oh.delay_s >= 0

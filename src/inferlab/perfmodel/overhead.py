@@ -53,14 +53,14 @@ class ServerProcess:
 
 
 @contextmanager
-def server_process(repository: Path, start_timeout_s: float = 60.0) -> Iterator[ServerProcess]:
-    """Run `python -m inferlab serve` on a free loopback port until the block ends."""
+def server_process(repository: Path, workers: int = 1, start_timeout_s: float = 60.0) -> Iterator[ServerProcess]:
+    """Run `python -m inferlab serve --workers N` on a free loopback port until the block ends."""
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(Path(inferlab.__file__).resolve().parents[1])}
     with tempfile.TemporaryFile() as log:  # a file, not a pipe: a full pipe would stall the server
         proc = subprocess.Popen(
             [sys.executable, "-m", "inferlab", "serve", "--model-repository", str(repository),
-             "--http-port", str(port)],
+             "--http-port", str(port), "--workers", str(workers)],
             env=env, stdout=subprocess.DEVNULL, stderr=log,
         )
         url = f"http://127.0.0.1:{port}"
