@@ -96,3 +96,11 @@ def test_requests_finding_the_system_idle_pay_the_wake_up_penalty() -> None:
     assert r.p50_s == pytest.approx(0.002)
     busy = simulate(constant_arrivals(1000.0, 50), ServiceTimes.constant(0.001), BatchPolicy(), overhead)
     assert busy.p50_s == pytest.approx(0.001)  # back to back: only the first request found it idle
+
+
+def test_jitter_spreads_latency_without_queueing() -> None:
+    jittery = Overhead(jitter_s=(-0.0005, 0.0, 0.0, 0.002))
+    r = simulate(constant_arrivals(10.0, 4000), ServiceTimes.constant(0.001), BatchPolicy(), jittery)
+    assert r.p50_s == pytest.approx(0.001)
+    assert r.p99_s == pytest.approx(0.003)
+    assert r.mean_wait_s == pytest.approx(0.0)

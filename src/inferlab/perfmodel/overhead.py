@@ -40,7 +40,7 @@ from inferlab.tensors import TensorSpec
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 _SATURATING_CONNECTIONS = 16
 _MIN_REQUESTS = 20
-_IDLE_GAPS_S = (0.0, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.02)
+_IDLE_GAPS_S = (0.0, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.02, 0.1)
 _MODEL_BOUND = 0.8  # model utilisation above which saturation says nothing about the loop
 
 
@@ -100,7 +100,7 @@ def measure_overhead(
     """Two closed-loop phases over raw keep-alive HTTP/1.1 (a lean client, so it measures the server).
 
     One connection gives the unloaded latency back to back, and again after idle gaps from 0.25 to
-    20 ms (the wake-up penalty curve). Then enough connections saturate the server: when the
+    100 ms (the wake-up penalty curve). Then enough connections saturate the server: when the
     model is not what limits it (the profiling server runs one instance, no batching), the saturated
     throughput X gives the event loop's effective cost per request, 1/X, which includes its fight for
     the cores with the model threads and the client, and the cheaper per-request work of a busy loop.

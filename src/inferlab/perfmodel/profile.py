@@ -63,7 +63,8 @@ class ProtocolOverhead:
     idle_penalty_s: tuple[float, ...] = ()
 
     def as_overhead(self) -> Overhead:
-        return Overhead(self.serial_s, self.delay_s, self.idle_gap_s, self.idle_penalty_s)
+        jitter = np.asarray(self.latency_s) - float(np.median(self.latency_s)) if self.latency_s else np.zeros(0)
+        return Overhead(self.serial_s, self.delay_s, self.idle_gap_s, self.idle_penalty_s, tuple(jitter.tolist()))
 
 
 @dataclass(frozen=True, slots=True)

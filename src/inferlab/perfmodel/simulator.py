@@ -56,13 +56,16 @@ class Overhead:
 
     `idle_penalty_s[k]` is extra latency for a request that finds the system idle for `idle_gap_s[k]`
     (interpolated between measured gaps): an idle server and client sleep, and waking them costs up
-    to a millisecond on a VM, which dominates sub-millisecond requests at low rates.
+    to a millisecond on a VM, which dominates sub-millisecond requests at low rates. Each request
+    also draws one of `jitter_s` (the unloaded latency minus its median): the tail that scheduling,
+    allocation and other tenants add to every request, queue or no queue.
     """
 
     serial_s: float = 0.0
     delay_s: float = 0.0
     idle_gap_s: tuple[float, ...] = ()
     idle_penalty_s: tuple[float, ...] = ()
+    jitter_s: tuple[float, ...] = ()  # measured spread of the unloaded latency around its median
 
     def penalty(self, idle_s: FloatArray) -> FloatArray | float:
         if not self.idle_gap_s:
@@ -140,13 +143,14 @@ def simulate(
     table = service.table(policy.max_batch_size, _LEVELS)
     levels = rng.integers(0, _LEVELS, n).tolist()
     started, done, batches, busy_s = _run_batcher(front.tolist(), table, levels, policy)
+    jitter = rng.choice(np.asarray(overhead.jitter_s), n) if overhead.jitter_s else np.zeros(n)
     return _summarise(arrivals, np.asarray(started), np.asarray(done), batches, busy_s, policy, overhead,
-                      int(n * warmup_fraction))
+                      jitter, int(n * warmup_fraction))
 
 
 def _summarise(
     arrivals: FloatArray, started: FloatArray, done: FloatArray, batches: int, busy_s: float,
-    policy: BatchPolicy, overhead: Overhead, skip: int,
+    policy: BatchPolicy, overhead: Overhead, jitter: FloatArray, skip: int,
 ) -> SimResult:
     """Statistics from per-request times; the queue length is the time average, by Little's law."""
     ok_all = ~np.isnan(done)
@@ -155,7 +159,7 @@ def _summarise(
     ok = ~np.isnan(d)
     ended = np.fmax.accumulate(np.concatenate(([-np.inf], done[:-1])))  # last completion before each arrival
     idle = np.maximum(arrivals - ended, 0.0)[skip:]  # how long the whole system sat empty before it
-    latency = d[ok] - a[ok] + overhead.delay_s + overhead.penalty(idle[ok])
+    latency = np.maximum(d[ok] - a[ok] + overhead.delay_s + overhead.penalty(idle[ok]) + jitter[skip:][ok], 0.0)
     wait = s[ok] - a[ok] - overhead.serial_s  # time spent queued, front end or batcher
     window = float(d[ok].max() - a[0]) if ok.any() else 0.0
     completed = int(ok.sum())
