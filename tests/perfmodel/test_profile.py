@@ -62,3 +62,11 @@ def test_prediction_uses_the_configured_setting() -> None:
     assert one.capacity_rps == pytest.approx(100.0)
     assert two.capacity_rps == pytest.approx(2 / 0.012)
     assert one.sim.completed == 1900  # the first 5% are warm-up
+
+
+def test_workers_split_the_load_and_the_instances() -> None:
+    prof = Profile("m", (), {"1x1": {1: (0.010,)}, "2x1": {1: (0.012,)}})
+    two_workers = predict(prof, ModelConfig(instances=2), 100.0, protocol="none", requests=4000, workers=2)
+    assert two_workers.policy.instances == 1  # each worker runs one of the two
+    assert two_workers.capacity_rps == pytest.approx(2 / 0.012)
+    assert two_workers.sim.throughput_rps == pytest.approx(100.0, rel=0.1)

@@ -24,6 +24,7 @@ from inferlab.perfmodel.tuner import Candidate, Slo
 from inferlab.perfmodel.tuner import tune as tune_configs
 
 PROTOCOLS = ("v2-json",)
+_WORKERS_HELP = "Server worker processes (`inferlab serve --workers`); each runs instances / workers instances."
 
 
 @click.command()
@@ -69,10 +70,11 @@ def profile(model: str, repository: Path | None, output: Path | None, batch_size
 @click.option("--requests", default=50_000, show_default=True, type=click.IntRange(100, 5_000_000),
               help="Simulated requests per rate.")
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help=_WORKERS_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def predict_cmd(profile_path: Path, config_path: Path | None, rate: float | None, rates: str | None,
                 arrivals: ArrivalKind, trace_path: Path | None, protocol: str, requests: int, seed: int,
-                as_json: bool) -> None:
+                workers: int, as_json: bool) -> None:
     """Predict capacity, utilisation, queue length and latency percentiles for a config at given rates."""
     if (rate is None) == (rates is None):
         raise click.UsageError("give exactly one of --rate or --rates")
@@ -82,7 +84,7 @@ def predict_cmd(profile_path: Path, config_path: Path | None, rate: float | None
     prof = Profile.load(profile_path)
     config = ModelConfig.from_file(config_path) if config_path else ModelConfig()
     trace = np.loadtxt(trace_path, dtype=np.float64, ndmin=1) if trace_path else None
-    results = [predict(prof, config, r, protocol, arrivals, requests, seed, trace) for r in rate_list]
+    results = [predict(prof, config, r, protocol, arrivals, requests, seed, trace, workers) for r in rate_list]
     if as_json:
         click.echo(orjson.dumps([prediction_json(p) for p in results], option=orjson.OPT_INDENT_2).decode())
     else:
@@ -102,10 +104,12 @@ def predict_cmd(profile_path: Path, config_path: Path | None, rate: float | None
 @click.option("--url", default=None, help="A running server to apply the winner to (instead of starting one).")
 @click.option("--protocol", type=click.Choice([*PROTOCOLS, "none"]), default="v2-json", show_default=True)
 @click.option("--top", default=5, show_default=True, type=click.IntRange(1, 100), help="How many configs to print.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help=_WORKERS_HELP)
 @click.option("--no-apply", is_flag=True, help="Only predict: do not touch a server.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def tune(model: str, slo: str, rate: float | None, max_rate: bool, profile_path: Path | None,
-         repository: Path | None, url: str | None, protocol: str, top: int, no_apply: bool, as_json: bool) -> None:
+         repository: Path | None, url: str | None, protocol: str, top: int, workers: int, no_apply: bool,
+         as_json: bool) -> None:
     """Find the batching/instance/thread config that meets a latency SLO, by prediction; apply the winner."""
     if (rate is None) == (not max_rate):
         raise click.UsageError("give exactly one of --rate R or --max-rate")
@@ -120,7 +124,7 @@ def tune(model: str, slo: str, rate: float | None, max_rate: bool, profile_path:
         prof.save(path)
         click.echo(f"profile written to {path}", err=True)
     base = ModelConfig.from_file(repository / name / "config.yaml") if repository else ModelConfig()
-    ranked = tune_configs(prof, target, rate, base, protocol)
+    ranked = tune_configs(prof, target, rate, base, protocol, workers=workers)
     winner = ranked[0]
     if as_json:
         click.echo(orjson.dumps([_candidate_json(c) for c in ranked[:top]], option=orjson.OPT_INDENT_2).decode())
@@ -130,17 +134,17 @@ def tune(model: str, slo: str, rate: float | None, max_rate: bool, profile_path:
     if not winner.meets_slo:
         raise click.ClickException(f"no configuration meets {slo}" + (f" at {rate:g}/s" if rate else ""))
     if not no_apply:
-        _apply_winner(url, repository, name, winner.config)
+        _apply_winner(url, repository, name, winner.config, workers)
 
 
-def _apply_winner(url: str | None, repository: Path | None, name: str, config: ModelConfig) -> None:
+def _apply_winner(url: str | None, repository: Path | None, name: str, config: ModelConfig, workers: int) -> None:
     from inferlab.perfmodel.overhead import apply_config, server_process
 
     if url is not None:
         apply_config(url, name, config)
         click.echo(f"applied to {url}: {_describe(config)}", err=True)
     elif repository is not None:
-        with server_process(repository) as server:
+        with server_process(repository, workers) as server:
             apply_config(server.url, name, config)
         click.echo(f"applied to {repository / name / 'config.yaml'}: {_describe(config)}", err=True)
 
@@ -178,7 +182,7 @@ def prediction_json(p: Prediction) -> dict[str, Any]:
         "throughput_rps": s.throughput_rps, "mean_queue_length": s.mean_queue_length,
         "mean_latency_s": s.mean_latency_s, "p50_s": s.p50_s, "p95_s": s.p95_s, "p99_s": s.p99_s,
         "dropped": s.dropped, "mean_batch_size": s.mean_batch_size,
-        "closed_form_mean_s": p.closed_form_mean_s, "bound_batch_size": p.bound_batch_size,
+        "closed_form_mean_s": p.closed_form_mean_s, "bound_batch_size": p.bound_batch_size, "workers": p.workers,
         "policy": {"max_batch_size": p.policy.max_batch_size, "max_queue_delay_s": p.policy.max_queue_delay_s,
                    "instances": p.policy.instances, "preferred_batch_sizes": list(p.policy.preferred_batch_sizes),
                    "max_queue_size": p.policy.max_queue_size},

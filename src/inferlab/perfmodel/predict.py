@@ -8,7 +8,7 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -45,6 +45,7 @@ class Prediction:
     sim: SimResult
     closed_form_mean_s: float
     bound_batch_size: int
+    workers: int = 1
 
 
 def policy_from_config(config: ModelConfig) -> BatchPolicy:
@@ -74,22 +75,41 @@ def predict(
     requests: int = 50_000,
     seed: int = 0,
     trace_s: FloatArray | None = None,
+    workers: int = 1,
 ) -> Prediction:
-    """Simulate `requests` arrivals at `rate_rps` (a trace is rescaled to that mean rate) and cross-check."""
-    service = profile.service_times(config.instances, config.runtime.intra_op_threads)
-    overhead = profile.overhead_for(protocol)
-    return predict_with(service, overhead, policy_from_config(config), rate_rps, arrivals, requests, seed, trace_s)
+    """Simulate `requests` arrivals at `rate_rps` (a trace is rescaled to that mean rate) and cross-check.
+
+    With `workers` server processes (`inferlab serve --workers`), each runs its own front end and
+    batcher with ceil(instances / workers) instances and gets an equal random share of the requests,
+    so one worker is simulated at rate / workers and the totals are scaled back up.
+    """
+    per_worker = -(-config.instances // workers)
+    service = profile.service_times(per_worker * workers, config.runtime.intra_op_threads)
+    policy = replace(policy_from_config(config), instances=per_worker)
+    return predict_with(service, profile.overhead_for(protocol), policy, rate_rps, arrivals, requests, seed,
+                        trace_s, workers)
 
 
 def predict_with(
     service: ServiceTimes, overhead: Overhead, policy: BatchPolicy, rate_rps: float,
     arrivals: ArrivalKind = "poisson", requests: int = 50_000, seed: int = 0, trace_s: FloatArray | None = None,
+    workers: int = 1,
 ) -> Prediction:
-    """`predict` for an already chosen service distribution and overhead (the tuner's inner loop)."""
-    times = _arrivals(arrivals, rate_rps, requests, seed, trace_s)
+    """`predict` for an already chosen service distribution, overhead and per-worker policy (the tuner's loop)."""
+    if workers < 1:
+        raise InvalidInput(f"workers {workers} is not >= 1")
+    times = _arrivals(arrivals, rate_rps, requests * workers, seed, trace_s)
+    if workers > 1:  # one worker's share: a random thinning of a Poisson stream is Poisson at rate / workers
+        share = np.random.default_rng(seed + 2).integers(0, workers, times.size) == 0 if arrivals == "poisson" \
+            else np.arange(times.size) % workers == 0
+        times = times[share]
     sim = simulate(times, service, policy, overhead, seed=seed + 1, warmup_fraction=0.05)
-    closed, b = _closed_form(service, policy, overhead, rate_rps)
-    return Prediction(rate_rps, capacity_rps(service, policy, overhead), policy, sim, closed, b)
+    if workers > 1:
+        sim = replace(sim, offered_rps=sim.offered_rps * workers, throughput_rps=sim.throughput_rps * workers,
+                      mean_queue_length=sim.mean_queue_length * workers, completed=sim.completed * workers,
+                      dropped=sim.dropped * workers)
+    closed, b = _closed_form(service, policy, overhead, rate_rps / workers)
+    return Prediction(rate_rps, capacity_rps(service, policy, overhead) * workers, policy, sim, closed, b, workers)
 
 
 def _closed_form(service: ServiceTimes, policy: BatchPolicy, overhead: Overhead, rate: float) -> tuple[float, int]:

@@ -19,7 +19,8 @@ from inferlab.config import BatchingConfig, ModelConfig
 from inferlab.errors import InvalidInput
 from inferlab.perfmodel.predict import Prediction, capacity_rps, policy_from_config, predict_with
 from inferlab.perfmodel.profile import Profile
-from inferlab.perfmodel.simulator import SimResult
+from inferlab.perfmodel.service import ServiceTimes
+from inferlab.perfmodel.simulator import BatchPolicy, SimResult
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 DELAYS_US = (0, 250, 1000, 2000, 5000, 10000)
@@ -61,13 +62,16 @@ class Candidate:
 
 def candidate_configs(
     profile: Profile, base: ModelConfig, cores: int | None = None,
-    batch_sizes: tuple[int, ...] = BATCH_SIZES, delays_us: tuple[int, ...] = DELAYS_US,
+    batch_sizes: tuple[int, ...] = BATCH_SIZES, delays_us: tuple[int, ...] = DELAYS_US, workers: int = 1,
 ) -> list[ModelConfig]:
     """Every measured (instances, threads) setting that fits the cores, times batch size times delay;
     batch sizes stop at the largest measured one (beyond it the profile would only extrapolate)."""
     limit = cores or os.cpu_count() or 1
     largest = max(b for per in profile.service_s.values() for b in per)
-    settings = [(i, t) for i, t in profile.settings() if i * t <= limit] or profile.settings()[:1]
+    settings = [(i, t) for i, t in profile.settings() if i * t <= limit and i % workers == 0]
+    if not settings:
+        raise InvalidInput(f"the profile measured no INSTANCESxTHREADS setting that fits {limit} core(s) with "
+                           f"instances a multiple of {workers} worker(s); measured: {profile.settings()}")
     out = []
     for instances, threads in settings:
         runtime = replace(base.runtime, intra_op_threads=threads)
@@ -86,43 +90,50 @@ def candidate_configs(
 
 def tune(
     profile: Profile, slo: Slo, rate_rps: float | None, base: ModelConfig | None = None,
-    protocol: str = "v2-json", cores: int | None = None, seed: int = 0,
+    protocol: str = "v2-json", cores: int | None = None, seed: int = 0, workers: int = 1,
 ) -> list[Candidate]:
     """Rank the candidates: at `rate_rps`, those meeting the SLO first, lowest latency first; with no rate,
     by the highest Poisson rate each sustains within the SLO."""
-    configs = candidate_configs(profile, base or ModelConfig(), cores)
+    configs = candidate_configs(profile, base or ModelConfig(), cores, workers=workers)
     if rate_rps is not None:
-        ranked = [_at_rate(profile, c, slo, rate_rps, protocol, seed) for c in configs]
+        ranked = [_at_rate(profile, c, slo, rate_rps, protocol, seed, workers) for c in configs]
         return sorted(ranked, key=lambda c: (not c.meets_slo, slo.value(c.prediction.sim), *_simplicity(c.config)))
-    ranked = [_max_rate(profile, c, slo, protocol, seed) for c in configs]
+    ranked = [_max_rate(profile, c, slo, protocol, seed, workers) for c in configs]
     return sorted(ranked, key=lambda c: (-(c.max_rate_rps or 0.0), slo.value(c.prediction.sim), *_simplicity(c.config)))
 
 
-def _at_rate(profile: Profile, config: ModelConfig, slo: Slo, rate: float, protocol: str, seed: int) -> Candidate:
-    service = profile.service_times(config.instances, config.runtime.intra_op_threads)
-    p = predict_with(service, profile.overhead_for(protocol), policy_from_config(config), rate,
-                     requests=_SEARCH_REQUESTS, seed=seed)
+def _at_rate(profile: Profile, config: ModelConfig, slo: Slo, rate: float, protocol: str, seed: int,
+             workers: int) -> Candidate:
+    service, policy = _per_worker(profile, config, workers)
+    p = predict_with(service, profile.overhead_for(protocol), policy, rate, requests=_SEARCH_REQUESTS, seed=seed,
+                     workers=workers)
     return Candidate(config, p, slo.met(p))
 
 
-def _max_rate(profile: Profile, config: ModelConfig, slo: Slo, protocol: str, seed: int) -> Candidate:
+def _max_rate(profile: Profile, config: ModelConfig, slo: Slo, protocol: str, seed: int, workers: int) -> Candidate:
     """Bisection on the rate between 0 and the capacity; the SLO metric grows with the rate."""
-    service = profile.service_times(config.instances, config.runtime.intra_op_threads)
+    service, policy = _per_worker(profile, config, workers)
     overhead = profile.overhead_for(protocol)
-    policy = policy_from_config(config)
-    hi = capacity_rps(service, policy, overhead)
+    hi = capacity_rps(service, policy, overhead) * workers
     lo, best = 0.0, None
     for _ in range(_BISECTION_STEPS):
         mid = (lo + hi) / 2
-        p = predict_with(service, overhead, policy, mid, requests=_SEARCH_REQUESTS, seed=seed)
+        p = predict_with(service, overhead, policy, mid, requests=_SEARCH_REQUESTS, seed=seed, workers=workers)
         if slo.met(p):
             lo, best = mid, p
         else:
             hi = mid
     if best is None:
-        low = predict_with(service, overhead, policy, hi / 2 ** _BISECTION_STEPS, requests=_SEARCH_REQUESTS, seed=seed)
+        low = predict_with(service, overhead, policy, hi / 2 ** _BISECTION_STEPS, requests=_SEARCH_REQUESTS,
+                           seed=seed, workers=workers)
         return Candidate(config, low, False, 0.0)
     return Candidate(config, best, True, lo)
+
+
+def _per_worker(profile: Profile, config: ModelConfig, workers: int) -> tuple[ServiceTimes, BatchPolicy]:
+    """Each worker process runs instances / workers of the instances (candidates keep it a whole number)."""
+    service = profile.service_times(config.instances, config.runtime.intra_op_threads)
+    return service, replace(policy_from_config(config), instances=config.instances // workers)
 
 
 def _simplicity(config: ModelConfig) -> tuple[int, int, int]:
