@@ -1,7 +1,8 @@
-"""Composition root: config -> store, registry, service, HTTP app; and the process that serves them."""
+"""Composition root: config -> store, registry, service, HTTP app, gRPC server; and the process that serves them."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -15,6 +16,7 @@ from starlette.applications import Starlette
 from inferlab.config import ServerConfig
 from inferlab.repository.registry import ModelRegistry
 from inferlab.repository.store import ModelStore
+from inferlab.server.grpc import start_grpc
 from inferlab.server.http import build_app
 from inferlab.server.service import InferenceService
 from inferlab.server.web import HttpContext
@@ -27,6 +29,7 @@ class Server:
     config: ServerConfig
     service: InferenceService
     http_app: Starlette
+    grpc_port: int | None = None  # the bound gRPC port once serving (config.grpc_port may be 0)
 
     def close(self) -> None:
         self.service.registry.close()
@@ -57,6 +60,23 @@ def uvicorn_config(server: Server) -> uvicorn.Config:
     )
 
 
+async def serve(server: Server, uv: uvicorn.Server) -> None:
+    """HTTP and (when configured) gRPC on one event loop, until uvicorn is told to exit."""
+    grpc_server = None
+    if server.config.grpc_port is not None:
+        grpc_server, server.grpc_port = await start_grpc(server.service, server.config)
+    try:
+        await uv.serve()
+    finally:
+        if grpc_server is not None:
+            await grpc_server.stop(grace=1.0)
+
+
+def _run_loop(server: Server, uv: uvicorn.Server) -> None:
+    with asyncio.Runner(loop_factory=uv.config.get_loop_factory()) as runner:
+        runner.run(serve(server, uv))
+
+
 def run(config: ServerConfig) -> None:
     """Serve until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -65,8 +85,10 @@ def run(config: ServerConfig) -> None:
     scheme = "https" if config.tls_cert else "http"
     ready = [row["name"] for row in server.service.repository_index(ready_only=True)]
     log.info("serving %s on %s://%s:%d", sorted(set(ready)) or "no models", scheme, config.host, config.http_port)
+    if config.grpc_port is not None:
+        log.info("gRPC (KServe V2) on %s:%d", config.host, config.grpc_port)
     try:
-        uvicorn.Server(uvicorn_config(server)).run()
+        _run_loop(server, uvicorn.Server(uvicorn_config(server)))
     finally:
         server.close()
 
@@ -75,14 +97,15 @@ def run(config: ServerConfig) -> None:
 def serve_in_thread(config: ServerConfig) -> Iterator[tuple[Server, str]]:
     """Run a server on a background thread (port 0 picks a free port); yields it and its base URL.
 
-    Tests and benchmarks use this to talk to a real server over loopback from the same process.
+    Tests and benchmarks use this to talk to a real server over loopback from the same process; the
+    bound gRPC port (when `config.grpc_port` is set) is `server.grpc_port`.
     """
     server = build(config)
     uv = uvicorn.Server(uvicorn_config(server))
-    thread = threading.Thread(target=uv.run, name="inferlab-server", daemon=True)
+    thread = threading.Thread(target=_run_loop, args=(server, uv), name="inferlab-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
-    while not uv.started:
+    while not uv.started or (config.grpc_port is not None and server.grpc_port is None):
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the server did not start")
         time.sleep(0.01)

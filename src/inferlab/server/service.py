@@ -17,7 +17,7 @@ from inferlab.repository.registry import LoadedModel, ModelRegistry
 from inferlab.repository.store import CONFIG_FILE, LABELS_FILE, MODEL_FILE
 from inferlab.server.classification import top_k
 
-EXTENSIONS = ["model_repository", "classification"]
+EXTENSIONS = ["model_repository", "classification", "binary_tensor_data"]
 
 
 class InferenceService:

@@ -1,4 +1,4 @@
-"""KServe V2 over HTTP: health, server and model metadata, readiness, and inference."""
+"""KServe V2 over HTTP: health, server and model metadata, readiness, and inference (JSON or binary tensors)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from inferlab.server.protocols.kserve_json import decode_request, encode_response
+from inferlab.messages import InferResponse
+from inferlab.server.protocols import kserve_binary
+from inferlab.server.protocols.kserve_json import OutputOptions, decode_request, encode_binary_response, encode_response
 from inferlab.server.web import JSON, HttpContext, json_response
 
 
@@ -16,9 +18,16 @@ def routes(ctx: HttpContext) -> list[Route]:
     async def infer(request: Request) -> Response:
         ctx.authorize(request, inference=True)
         params = request.path_params
-        infer_request, classification = decode_request(await ctx.body(request), params["model"], params.get("version"))
-        response = await service.infer(infer_request, classification)
-        return Response(encode_response(response), media_type=JSON)
+        body = await ctx.body(request)
+        header_length = kserve_binary.header_length(request.headers)
+        if header_length == 0:  # raw binary request: the body is the single input; all outputs binary
+            specs = service.model(params["model"], params.get("version")).inputs
+            infer_request = kserve_binary.decode_raw_request(body, params["model"], params.get("version"), specs)
+            options = OutputOptions(binary_default=True)
+        else:
+            infer_request, options = decode_request(body, params["model"], params.get("version"), header_length)
+        response = await service.infer(infer_request, options.classification)
+        return _encode(response, options)
 
     async def live(request: Request) -> Response:
         return json_response({"live": True})
@@ -49,3 +58,13 @@ def routes(ctx: HttpContext) -> list[Route]:
         Route("/v2/models/{model}/ready", model_ready, methods=["GET"]),
         Route("/v2/models/{model}/versions/{version}/ready", model_ready, methods=["GET"]),
     ]
+
+
+def _encode(response: InferResponse, options: OutputOptions) -> Response:
+    """Plain JSON unless some output was asked for in binary (then the binary extension's layout)."""
+    if not any(options.is_binary(name) for name in response.outputs):
+        return Response(encode_response(response), media_type=JSON)
+    body, header_length = encode_binary_response(response, options)
+    return Response(
+        body, media_type="application/octet-stream", headers={"Inference-Header-Content-Length": str(header_length)}
+    )
