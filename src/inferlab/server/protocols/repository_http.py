@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -12,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from inferlab.errors import InvalidInput
-from inferlab.server.web import HttpContext, json_response
+from inferlab.server.web import HttpContext, json_object, json_response
 
 _UPLOAD_PARTS = ("model", "labels", "config", "version")
 
@@ -22,7 +19,7 @@ def routes(ctx: HttpContext) -> list[Route]:
 
     async def index(request: Request) -> Response:
         body = await ctx.body(request)
-        options = _json_object(body) if body.strip() else {}
+        options = json_object(body) if body.strip() else {}
         return json_response(service.repository_index(bool(options.get("ready", False))))
 
     async def load(request: Request) -> Response:
@@ -83,12 +80,3 @@ async def _multipart(ctx: HttpContext, request: Request) -> dict[str, bytes]:
             parts[key] = await value.read() if isinstance(value, UploadFile) else value.encode()
     return parts
 
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise InvalidInput("request body must be a JSON object")
-    return doc
