@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from inferlab.errors import InferlabError
-from inferlab.server.protocols import kserve_http, repository_http, tfserving
+from inferlab.server.protocols import kserve_http, repository_http, tfaas, tfserving
 from inferlab.server.status import http_headers, http_status
 from inferlab.server.web import HttpContext, json_response
 
@@ -19,7 +19,7 @@ log = logging.getLogger("inferlab.server")
 
 def build_app(ctx: HttpContext) -> Starlette:
     """The HTTP app: inference routes first, since the router tries routes in order."""
-    routes = [*kserve_http.routes(ctx), *repository_http.routes(ctx), *tfserving.routes(ctx)]
+    routes = [*kserve_http.routes(ctx), *repository_http.routes(ctx), *tfserving.routes(ctx), *tfaas.routes(ctx)]
     return Starlette(
         routes=routes,
         exception_handlers={
