@@ -40,7 +40,9 @@ def routes(ctx: HttpContext) -> list[Route]:
     service = ctx.service
 
     async def dispatch(request: Request) -> Response:
-        match = _TARGET.fullmatch(request.path_params["target"])
+        target = request.path_params["target"]
+        check_model_name(target.split("/")[0].split(":")[0])  # '..' and friends are a 400, not a missing route
+        match = _TARGET.fullmatch(target)
         if match is None:
             raise ModelNotFound(f"no TF Serving route for {request.url.path}")
         model = check_model_name(match["model"])
