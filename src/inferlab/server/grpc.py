@@ -10,8 +10,8 @@ import grpc
 from grpc_reflection.v1alpha import reflection
 
 from inferlab.config import ServerConfig
-from inferlab.server.proto import inference_pb2, inference_pb2_grpc
-from inferlab.server.protocols.kserve_grpc import SERVICE_NAME, KServeServicer
+from inferlab.server.proto import inference_pb2
+from inferlab.server.protocols.kserve_grpc import SERVICE_NAME, KServeServicer, rpc_handler
 from inferlab.server.service import InferenceService
 
 
@@ -26,7 +26,7 @@ async def start_grpc(service: InferenceService, config: ServerConfig) -> tuple[g
         options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
     )
     servicer = KServeServicer(service, config.auth_token, config.protect_inference)
-    inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]  # generated code
+    server.add_generic_rpc_handlers((rpc_handler(servicer),))
     reflection.enable_server_reflection([SERVICE_NAME, reflection.SERVICE_NAME], server, pool=inference_pb2.POOL)
     address = f"{config.host}:{config.grpc_port or 0}"
     if config.tls_cert and config.tls_key:

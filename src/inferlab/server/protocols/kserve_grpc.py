@@ -11,15 +11,16 @@ import functools
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from inferlab.errors import InferlabError, InvalidInput, Unauthorized
 from inferlab.messages import InferRequest, InferResponse
 from inferlab.server.proto import inference_pb2 as pb
-from inferlab.server.proto import inference_pb2_grpc as pb_grpc
 from inferlab.server.protocols.kserve_binary import array_from_raw, raw_from_array
 from inferlab.server.service import InferenceService
 from inferlab.server.status import grpc_code
@@ -48,6 +49,8 @@ def _rpc(method: _Method[_Req, _Resp]) -> _Method[_Req, _Resp]:
     @functools.wraps(method)
     async def wrapper(self: Any, request: _Req, context: grpc.aio.ServicerContext) -> _Resp:
         try:
+            if isinstance(request, _Malformed):
+                raise InvalidInput(request.message)
             return await method(self, request, context)
         except InferlabError as exc:
             await context.abort(grpc_code(exc), str(exc))
@@ -62,7 +65,37 @@ def _rpc(method: _Method[_Req, _Resp]) -> _Method[_Req, _Resp]:
     return wrapper
 
 
-class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
+@dataclass(frozen=True, slots=True)
+class _Malformed:
+    """What the deserializer hands on for bytes that are not the expected message, so the RPC can say why."""
+
+    message: str
+
+
+def _parser(message_class: Any) -> Callable[[bytes], Any]:
+    def parse(data: bytes) -> Any:
+        try:
+            return message_class.FromString(data)
+        except DecodeError as exc:
+            return _Malformed(f"the request is not a valid {message_class.DESCRIPTOR.full_name} message: {exc}")
+
+    return parse
+
+
+def rpc_handler(servicer: KServeServicer) -> grpc.GenericRpcHandler:
+    """The servicer's methods as gRPC handlers; a malformed request becomes INVALID_ARGUMENT, not UNKNOWN."""
+    methods = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, {
+        m.name: grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, m.name),
+            request_deserializer=_parser(getattr(pb, m.input_type.name)),
+            response_serializer=lambda message: message.SerializeToString(),
+        )
+        for m in methods
+    })
+
+
+class KServeServicer:
     """Every RPC calls the InferenceService; none touches a runtime or the store directly."""
 
     def __init__(self, service: InferenceService, auth_token: str | None = None, protect_inference: bool = False):
