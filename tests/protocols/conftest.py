@@ -12,8 +12,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from inferlab.server.app import Server
-from tests.conftest import SHARED_MODELS
+from inferlab.config import ServerConfig
+from inferlab.server.app import Server, serve_in_thread
+from tests.conftest import SHARED_MODELS, make_repository
 
 MODEL_FILES = {"digits": "digits_mlp", "mobilenet_v2": "mobilenet_v2", "minilm": "minilm_l6_int8"}
 
@@ -51,3 +52,12 @@ def http(base_url: str) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="session")
 def repository_root(live_server: tuple[Server, str]) -> Path:
     return live_server[0].config.model_repository
+
+
+@pytest.fixture(scope="module")
+def digits_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
+    """A private server for tests that change the repository or server-wide state (uploads, unloads, defaults)."""
+    root = make_repository(tmp_path_factory.mktemp("repo"), {"digits": "digits_mlp"})
+    config = ServerConfig(model_repository=root, http_port=0, grpc_port=0, max_body_bytes=32 * 1024 * 1024)
+    with serve_in_thread(config) as running:
+        yield running
