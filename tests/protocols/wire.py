@@ -155,18 +155,30 @@ def triton_http_binary(http: httpx.Client, grpc_target: str, model: str, inputs:
     return _triton_http(http, model, inputs, binary=True)
 
 
+_TRITON_HTTP: dict[str, triton_http.InferenceServerClient] = {}
+
+
+def triton_http_client(base_url: str) -> triton_http.InferenceServerClient:
+    """One tritonclient.http client per server for the whole run.
+
+    Its gevent pool must be joined on the thread that made it; a client garbage-collected on the
+    server's thread raises in `__del__`. Kept alive here, they are closed at exit on the main thread.
+    """
+    address = base_url.removeprefix("http://").rstrip("/")
+    if address not in _TRITON_HTTP:
+        _TRITON_HTTP[address] = triton_http.InferenceServerClient(address)
+    return _TRITON_HTTP[address]
+
+
 def _triton_http(http: httpx.Client, model: str, inputs: Arrays, binary: bool) -> Arrays:
-    client = triton_http.InferenceServerClient(str(http.base_url).removeprefix("http://").rstrip("/"))
-    try:
-        tensors = []
-        for name, array in inputs.items():
-            tensor = triton_http.InferInput(name, list(array.shape), v2_datatype(array.dtype))
-            tensor.set_data_from_numpy(array, binary_data=binary)
-            tensors.append(tensor)
-        result = client.infer(model, tensors)
-        return {o["name"]: result.as_numpy(o["name"]) for o in result.get_response()["outputs"]}
-    finally:
-        client.close()
+    client = triton_http_client(str(http.base_url))
+    tensors = []
+    for name, array in inputs.items():
+        tensor = triton_http.InferInput(name, list(array.shape), v2_datatype(array.dtype))
+        tensor.set_data_from_numpy(array, binary_data=binary)
+        tensors.append(tensor)
+    result = client.infer(model, tensors)
+    return {o["name"]: result.as_numpy(o["name"]) for o in result.get_response()["outputs"]}
 
 
 def triton_grpc_raw(http: httpx.Client, grpc_target: str, model: str, inputs: Arrays) -> Arrays:
