@@ -131,7 +131,11 @@ def openapi_document() -> dict[str, Any]:
         "/image": {"post": _op(tfaas, "An image -> top-5 labels with probabilities",
                                _multipart({"image": "file", "model": "text"}), content_type="multipart/form-data")},
         "/delete/{model}": {"delete": _op(tfaas, "Delete a model")},
+        "/delete": {"delete": _op(tfaas, "Delete the model named by the form field 'model'",
+                                  _multipart({"model": "text"}), content_type="multipart/form-data")},
     }
+    paths["/predict/json"] = paths["/json"]  # TFaaS routes both spellings
+    paths["/predict/image"] = paths["/image"]
     for path, item in paths.items():
         params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
                   for n in re.findall(r"\{(\w+)\}", path)]
