@@ -65,6 +65,7 @@ async def serve(server: Server, uv: uvicorn.Server) -> None:
     grpc_server = None
     if server.config.grpc_port is not None:
         grpc_server, server.grpc_port = await start_grpc(server.service, server.config)
+        logging.getLogger("inferlab.server").info("gRPC (KServe V2) on %s:%d", server.config.host, server.grpc_port)
     try:
         await uv.serve()
     finally:
@@ -85,8 +86,6 @@ def run(config: ServerConfig) -> None:
     scheme = "https" if config.tls_cert else "http"
     ready = [row["name"] for row in server.service.repository_index(ready_only=True)]
     log.info("serving %s on %s://%s:%d", sorted(set(ready)) or "no models", scheme, config.host, config.http_port)
-    if config.grpc_port is not None:
-        log.info("gRPC (KServe V2) on %s:%d", config.host, config.grpc_port)
     try:
         _run_loop(server, uvicorn.Server(uvicorn_config(server)))
     finally:

@@ -29,12 +29,13 @@ async def start_grpc(service: InferenceService, config: ServerConfig) -> tuple[g
     server.add_generic_rpc_handlers((rpc_handler(servicer),))
     reflection.enable_server_reflection([SERVICE_NAME, reflection.SERVICE_NAME], server, pool=inference_pb2.POOL)
     address = f"{config.host}:{config.grpc_port or 0}"
-    if config.tls_cert and config.tls_key:
-        credentials = grpc.ssl_server_credentials([(config.tls_key.read_bytes(), config.tls_cert.read_bytes())])
-        port = server.add_secure_port(address, credentials)
-    else:
-        port = server.add_insecure_port(address)
-    if not port:
-        raise OSError(f"cannot listen for gRPC on {address}")
+    try:
+        if config.tls_cert and config.tls_key:
+            credentials = grpc.ssl_server_credentials([(config.tls_key.read_bytes(), config.tls_cert.read_bytes())])
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError as exc:  # grpc's "Failed to bind to address"
+        raise OSError(f"cannot listen for gRPC on {address}: is the port in use? (--grpc-port)") from exc
     await server.start()
     return server, port

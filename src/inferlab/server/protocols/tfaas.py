@@ -11,7 +11,8 @@ from __future__ import annotations
 import io
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,19 +39,34 @@ _TOP = 5
 
 
 @dataclass(slots=True)
-class _Default:
-    """The model `/json` and `/image` use when a request names none (TFaaS's global params)."""
+class _State:
+    """What the TFaaS routes keep between requests.
+
+    `name` is the model `/json` and `/image` use when a request names none (TFaaS's global params);
+    `stored` caches each params.json by modification time, so predictions do not re-read it.
+    """
 
     name: str | None = None
+    stored: dict[Path, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+
+    def stored_params(self, path: Path) -> dict[str, Any]:
+        try:
+            mtime = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return {}
+        cached = self.stored.get(path)
+        if cached is None or cached[0] != mtime:
+            cached = self.stored[path] = (mtime, parse_params(path.read_bytes()))
+        return cached[1]
 
 
 def routes(ctx: HttpContext) -> list[Route]:
     service = ctx.service
-    default = _Default()
+    state = _State()
 
     async def models(request: Request) -> Response:
         names = sorted({row["name"] for row in service.repository_index()})
-        return json_response([model_params(service, name) for name in names])
+        return json_response([model_params(service, state, name) for name in names])
 
     async def upload(request: Request) -> Response:
         ctx.authorize(request)
@@ -60,14 +76,14 @@ def routes(ctx: HttpContext) -> list[Route]:
         else:
             files = read_bundle(body, 4 * ctx.max_body_bytes)
         name = await _store(service, files)
-        default.name = name
-        return json_response(model_params(service, name))
+        state.name = name
+        return json_response(model_params(service, state, name))
 
     async def get_params(request: Request) -> Response:
-        name = request.path_params.get("model") or default.name
+        name = request.path_params.get("model") or state.name
         if name is None:
             raise ModelNotFound("no default model yet: upload one, POST /params, or ask for /params/<model>")
-        return json_response(model_params(service, name))
+        return json_response(model_params(service, state, name))
 
     async def set_params(request: Request) -> Response:
         ctx.authorize(request)
@@ -76,8 +92,8 @@ def routes(ctx: HttpContext) -> list[Route]:
         if not isinstance(name, str) or not name:
             raise InvalidInput("params need a 'name' naming an uploaded model")
         save_params(service, name, params)
-        default.name = name
-        return json_response(model_params(service, name))
+        state.name = name
+        return json_response(model_params(service, state, name))
 
     async def predict_json(request: Request) -> Response:
         """`{"keys": [...], "values": [...], "model": "m"}` -> the first output row as a JSON array."""
@@ -86,9 +102,9 @@ def routes(ctx: HttpContext) -> list[Route]:
         values = doc.get("values")
         if not isinstance(values, list) or not values:
             raise InvalidInput("'values' must be a non-empty list of numbers")
-        name = _model_name(doc.get("model"), default)
+        name = _model_name(doc.get("model"), state)
         model = service.model(name)
-        params = model_params(service, name)
+        params = model_params(service, state, name)
         spec = _spec(model.inputs, params.get("input_node"), "input_node")
         output = _spec(model.outputs, params.get("output_node"), "output_node").name
         inputs = {spec.name: _one_row(spec, values)}
@@ -104,9 +120,9 @@ def routes(ctx: HttpContext) -> list[Route]:
             if not isinstance(image, UploadFile):
                 raise InvalidInput("/image needs a multipart file part named 'image'")
             filename, data = image.filename or "image", await image.read()
-        name = _model_name(model_field, default)
+        name = _model_name(model_field, state)
         model = service.model(name)
-        params = model_params(service, name)
+        params = model_params(service, state, name)
         spec = _spec(model.inputs, params.get("input_node"), "input_node")
         output = _spec(model.outputs, params.get("output_node"), "output_node").name
         pixels = await run_in_threadpool(_image_tensor, data, spec)
@@ -119,14 +135,15 @@ def routes(ctx: HttpContext) -> list[Route]:
         ctx.authorize(request)
         name = request.path_params.get("model")
         if name is None:
+            await ctx.body(request)  # the size limit, before the form is parsed
             async with request.form(max_files=0, max_fields=4) as form:
                 field = form.get("model")
             if not isinstance(field, str) or not field:
                 raise InvalidInput("no model name is provided: use DELETE /delete/<model> or a 'model' form field")
             name = field
         await run_in_threadpool(service.delete, name)
-        if default.name == name:
-            default.name = None
+        if state.name == name:
+            state.name = None
         return json_response({"deleted": name})
 
     return [
@@ -144,7 +161,7 @@ def routes(ctx: HttpContext) -> list[Route]:
     ]
 
 
-def model_params(service: InferenceService, name: str) -> dict[str, Any]:
+def model_params(service: InferenceService, state: _State, name: str) -> dict[str, Any]:
     """The stored params.json over params derived from the model's signature."""
     folder = service.model_dir(name)
     params: dict[str, Any] = {"name": name, "model": "model.onnx", "labels": "", "input_node": "", "output_node": ""}
@@ -155,9 +172,7 @@ def model_params(service: InferenceService, name: str) -> dict[str, Any]:
     if model is not None:
         params.update(input_node=model.inputs[0].name, output_node=model.outputs[0].name,
                       labels="labels.txt" if model.labels else "")
-    stored = folder / PARAMS_FILE
-    if stored.is_file():
-        params.update(parse_params(stored.read_bytes()))
+    params.update(state.stored_params(folder / PARAMS_FILE))
     params["name"] = name
     return params
 
@@ -182,14 +197,14 @@ async def _store(service: InferenceService, files: Upload) -> str:
     return name
 
 
-def _model_name(value: Any, default: _Default) -> str:
+def _model_name(value: Any, state: _State) -> str:
     if isinstance(value, str) and value:
         return value
     if value is not None and not isinstance(value, str):
         raise InvalidInput(f"'model' must be a model name string, got {value!r:.40}")
-    if default.name is None:
+    if state.name is None:
         raise InvalidInput("the request names no 'model' and no default model is set (upload one or POST /params)")
-    return default.name
+    return state.name
 
 
 def _spec(specs: tuple[TensorSpec, ...], node: Any, key: str) -> TensorSpec:
