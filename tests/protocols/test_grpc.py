@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -92,3 +93,21 @@ def test_upload_through_repository_model_load(strict_server: tuple[Server, str])
     assert list(meta.versions) == ["3"]
     assert ("pushed", "3", "READY") in [(m.name, m.version, m.state) for m in index.models]
     assert (Path(strict_server[0].config.model_repository) / "pushed" / "3" / "model.onnx").is_file()
+
+
+def test_tls_certificate_serves_grpc_too(tmp_path: Path) -> None:
+    """With --tls-cert/--tls-key the gRPC port speaks TLS as well, with the same certificate."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    root = make_repository(tmp_path / "repo", {"digits": "digits_mlp"})
+    config = ServerConfig(model_repository=root, http_port=0, grpc_port=0, tls_cert=cert, tls_key=key)
+    with serve_in_thread(config) as (server, _):
+        credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+        target = f"localhost:{server.grpc_port}"
+        with grpc.secure_channel(target, credentials) as channel:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            assert stub.ServerLive(pb.ServerLiveRequest(), timeout=10).live
+        with grpc.insecure_channel(target) as plain, pytest.raises(grpc.RpcError):
+            pb_grpc.GRPCInferenceServiceStub(plain).ServerLive(pb.ServerLiveRequest(), timeout=3)
