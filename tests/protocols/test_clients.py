@@ -83,3 +83,20 @@ def test_repository_index_unload_load(client: Client) -> None:
     assert states()["digits"] == "UNAVAILABLE"
     client.load_model("digits")
     assert client.is_model_ready("digits")
+
+
+def test_grpc_stream_answers_each_request_in_order(digits_server: tuple[Server, str]) -> None:
+    """Triton's ModelStreamInfer: a bad request gets its error in the stream, and the stream goes on."""
+    results: list[tuple[object, object]] = []
+    rows = sample_inputs("digits")["input"]
+    with triton_grpc.InferenceServerClient(f"127.0.0.1:{digits_server[0].grpc_port}") as client:
+        client.start_stream(callback=lambda result, error: results.append((result, error)))
+        for shape in ([4, 64], [1, 63], [4, 64]):
+            tensor = triton_grpc.InferInput("input", shape, "FP32")
+            tensor.set_data_from_numpy(rows if shape[0] == 4 else np.zeros(shape, np.float32))
+            client.async_stream_infer("digits", [tensor])
+        client.stop_stream()  # waits for the responses
+    assert [error is None for _, error in results] == [True, False, True]
+    assert "expected shape [-1, 64]" in str(results[1][1])
+    want = reference_outputs("digits", {"input": rows})["probabilities"]
+    np.testing.assert_allclose(results[2][0].as_numpy("probabilities"), want, rtol=1e-6)

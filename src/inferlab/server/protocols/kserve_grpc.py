@@ -10,7 +10,7 @@ import asyncio
 import functools
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -86,7 +86,7 @@ def rpc_handler(servicer: KServeServicer) -> grpc.GenericRpcHandler:
     """The servicer's methods as gRPC handlers; a malformed request becomes INVALID_ARGUMENT, not UNKNOWN."""
     methods = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods
     return grpc.method_handlers_generic_handler(SERVICE_NAME, {
-        m.name: grpc.unary_unary_rpc_method_handler(
+        m.name: (grpc.stream_stream_rpc_method_handler if m.client_streaming else grpc.unary_unary_rpc_method_handler)(
             getattr(servicer, m.name),
             request_deserializer=_parser(getattr(pb, m.input_type.name)),
             response_serializer=lambda message: message.SerializeToString(),
@@ -135,6 +135,28 @@ class KServeServicer:
         infer_request, classification = decode_infer_request(request)
         response = await self._service.infer(infer_request, classification)
         return encode_infer_response(response, raw=bool(request.raw_input_contents))
+
+    async def ModelStreamInfer(
+        self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        """One response per request, in order; a bad request is answered with its error, the stream goes on."""
+        try:
+            self._authorize(context, inference=True)
+        except Unauthorized as exc:
+            await context.abort(grpc_code(exc), str(exc))
+        async for request in requests:
+            try:
+                if isinstance(request, _Malformed):
+                    raise InvalidInput(request.message)
+                infer_request, classification = decode_infer_request(request)
+                response = await self._service.infer(infer_request, classification)
+                raw = bool(request.raw_input_contents)
+                yield pb.ModelStreamInferResponse(infer_response=encode_infer_response(response, raw=raw))
+            except InferlabError as exc:
+                yield pb.ModelStreamInferResponse(error_message=str(exc))
+            except Exception as exc:
+                log.exception("unexpected error in ModelStreamInfer")
+                yield pb.ModelStreamInferResponse(error_message=f"internal error: {type(exc).__name__}: {exc}")
 
     @_rpc
     async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: grpc.aio.ServicerContext) -> Any:
