@@ -48,7 +48,7 @@ def test_model_ready_and_metadata(grpc_target: str) -> None:
 
 @pytest.fixture(scope="module")
 def strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
-    root = make_repository(tmp_path_factory.mktemp("repo"), {"digits": "digits_mlp"})
+    root = make_repository(tmp_path_factory.mktemp("repo"), {"digits": "digits_mlp", "minilm": "minilm_l6_int8"})
     config = ServerConfig(model_repository=root, http_port=0, grpc_port=0, auth_token="s3cret",
                           grpc_max_message_bytes=1024 * 1024)
     with serve_in_thread(config) as running:
@@ -64,6 +64,13 @@ def test_message_limit_is_configurable_and_explained(strict_server: tuple[Server
         assert "vs. 1048576" in info.value.details()
         small = grpc_request("digits", {"input": np.zeros((3000, 64), np.float32)}, raw=True)
         assert pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(small, timeout=10).outputs[0].shape[0] == 3000
+        # 22 kB in, 700 embeddings of 1.5 kB out: the reply is what is too large
+        tokens = np.ones((700, 1), np.int64)
+        fanout = grpc_request("minilm", {"input_ids": tokens, "attention_mask": tokens}, raw=True)
+        with pytest.raises(grpc.RpcError) as info:
+            pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(fanout, timeout=30)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "gRPC message limit of 1048576 bytes (--grpc-max-message-mb)" in info.value.details()
 
 
 def test_repository_changes_need_the_token(strict_server: tuple[Server, str]) -> None:

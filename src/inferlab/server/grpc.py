@@ -18,14 +18,15 @@ from inferlab.server.service import InferenceService
 async def start_grpc(service: InferenceService, config: ServerConfig) -> tuple[grpc.aio.Server, int]:
     """Start serving on `config.grpc_port` (0 picks a free port); returns the server and its bound port.
 
-    Messages over `grpc_max_message_bytes` are refused by gRPC itself with RESOURCE_EXHAUSTED
-    ("Received message larger than max (N vs. LIMIT)"), in both directions.
+    Requests over `grpc_max_message_bytes` are refused by gRPC itself with RESOURCE_EXHAUSTED
+    ("Received message larger than max (N vs. LIMIT)"); responses over it get RESOURCE_EXHAUSTED from
+    the servicer, with a message that names the limit and the flag.
     """
     limit = config.grpc_max_message_bytes
     server = grpc.aio.server(
         options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
     )
-    servicer = KServeServicer(service, config.auth_token, config.protect_inference)
+    servicer = KServeServicer(service, config.auth_token, config.protect_inference, limit)
     server.add_generic_rpc_handlers((rpc_handler(servicer),))
     reflection.enable_server_reflection([SERVICE_NAME, reflection.SERVICE_NAME], server, pool=inference_pb2.POOL)
     address = f"{config.host}:{config.grpc_port or 0}"

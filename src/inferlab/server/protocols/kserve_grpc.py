@@ -18,7 +18,7 @@ import grpc
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from inferlab.errors import InferlabError, InvalidInput, Unauthorized
+from inferlab.errors import InferlabError, InvalidInput, PayloadTooLarge, Unauthorized
 from inferlab.messages import InferRequest, InferResponse
 from inferlab.server.proto import inference_pb2 as pb
 from inferlab.server.protocols.kserve_binary import array_from_raw, raw_from_array
@@ -98,8 +98,12 @@ def rpc_handler(servicer: KServeServicer) -> grpc.GenericRpcHandler:
 class KServeServicer:
     """Every RPC calls the InferenceService; none touches a runtime or the store directly."""
 
-    def __init__(self, service: InferenceService, auth_token: str | None = None, protect_inference: bool = False):
+    def __init__(
+        self, service: InferenceService, auth_token: str | None = None, protect_inference: bool = False,
+        max_message_bytes: int | None = None,
+    ) -> None:
         self._service = service
+        self._max_message_bytes = max_message_bytes
         self._auth_token = auth_token
         self._protect_inference = protect_inference
 
@@ -134,7 +138,13 @@ class KServeServicer:
         self._authorize(context, inference=True)
         infer_request, classification = decode_infer_request(request)
         response = await self._service.infer(infer_request, classification)
-        return encode_infer_response(response, raw=bool(request.raw_input_contents))
+        message = encode_infer_response(response, raw=bool(request.raw_input_contents))
+        if self._max_message_bytes is not None and message.ByteSize() > self._max_message_bytes:
+            raise PayloadTooLarge(
+                f"the response of {message.ByteSize()} bytes is over the server's gRPC message limit of "
+                f"{self._max_message_bytes} bytes (--grpc-max-message-mb); ask for fewer outputs or a smaller batch"
+            )
+        return message
 
     async def ModelStreamInfer(
         self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
