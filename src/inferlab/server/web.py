@@ -54,5 +54,16 @@ class HttpContext:
             raise Unauthorized("this operation needs 'Authorization: Bearer <token>' with the server's token")
 
 
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body that must be one JSON object; InvalidInput (400) otherwise."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidInput("request body must be a JSON object")
+    return doc
+
+
 def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), status_code, headers, JSON)
