@@ -103,10 +103,7 @@ def routes(ctx: HttpContext) -> list[Route]:
         if not isinstance(values, list) or not values:
             raise InvalidInput("'values' must be a non-empty list of numbers")
         name = _model_name(doc.get("model"), state)
-        model = service.model(name)
-        params = model_params(service, state, name)
-        spec = _spec(model.inputs, params.get("input_node"), "input_node")
-        output = _spec(model.outputs, params.get("output_node"), "output_node").name
+        _, spec, output = _nodes(service, state, name)
         inputs = {spec.name: _one_row(spec, values)}
         response = await service.infer(InferRequest(model=name, version=None, inputs=inputs, outputs=[output]))
         return json_response(np.ascontiguousarray(response.outputs[output][0].reshape(-1)))
@@ -121,10 +118,7 @@ def routes(ctx: HttpContext) -> list[Route]:
                 raise InvalidInput("/image needs a multipart file part named 'image'")
             filename, data = image.filename or "image", await image.read()
         name = _model_name(model_field, state)
-        model = service.model(name)
-        params = model_params(service, state, name)
-        spec = _spec(model.inputs, params.get("input_node"), "input_node")
-        output = _spec(model.outputs, params.get("output_node"), "output_node").name
+        model, spec, output = _nodes(service, state, name)
         pixels = await run_in_threadpool(_image_tensor, data, spec)
         response = await service.infer(
             InferRequest(model=name, version=None, inputs={spec.name: pixels}, outputs=[output])
@@ -195,6 +189,14 @@ async def _store(service: InferenceService, files: Upload) -> str:
     if files.params:
         save_params(service, name, files.params)
     return name
+
+
+def _nodes(service: InferenceService, state: _State, name: str) -> tuple[LoadedModel, TensorSpec, str]:
+    """The model, the input its params feed (`input_node`) and the output they read (`output_node`)."""
+    model = service.model(name)
+    params = model_params(service, state, name)
+    spec = _spec(model.inputs, params.get("input_node"), "input_node")
+    return model, spec, _spec(model.outputs, params.get("output_node"), "output_node").name
 
 
 def _model_name(value: Any, state: _State) -> str:
