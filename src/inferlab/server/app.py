@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import uvicorn
+import uvloop
 from starlette.applications import Starlette
 
 from inferlab.config import ServerConfig
@@ -92,7 +93,7 @@ async def serve(server: Server, uv: uvicorn.Server, sockets: list[socket.socket]
 
 
 def _run_loop(server: Server, uv: uvicorn.Server, sockets: list[socket.socket] | None = None) -> None:
-    with asyncio.Runner(loop_factory=uv.config.get_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # the loop uvicorn_config names
         runner.run(serve(server, uv, sockets))
 
 

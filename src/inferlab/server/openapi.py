@@ -86,6 +86,7 @@ def openapi_document() -> dict[str, Any]:
         "signature_name": {"type": "string"}, "instances": {"type": "array", "items": {}}, "inputs": {}}}
     paths: dict[str, Any] = {
         "/v2/health/live": {"get": _op(v2, "Server liveness")},
+        "/metrics": {"get": _op("Monitoring", "Prometheus metrics (text exposition format)")},
         "/v2/health/ready": {"get": _op(v2, "Server readiness")},
         "/v2": {"get": _op(v2, "Server metadata and extensions")},
         "/v2/models/{model}": {"get": _op(v2, "Model metadata (latest version)")},

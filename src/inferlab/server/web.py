@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from inferlab.errors import InvalidInput, PayloadTooLarge, Unauthorized
+from inferlab.messages import InferResponse
 from inferlab.server.service import InferenceService
 
 JSON = "application/json"
@@ -67,3 +68,10 @@ def json_object(body: bytes) -> dict[str, Any]:
 
 def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), status_code, headers, JSON)
+
+
+def finished_json_response(service: InferenceService, response: InferResponse, content: Any) -> Response:
+    """A JSON reply to an inference call, with the request's metrics recorded and its Server-Timing header."""
+    reply = json_response(content)
+    reply.headers.update(service.finish(response))
+    return reply

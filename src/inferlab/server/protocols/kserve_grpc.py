@@ -12,6 +12,7 @@ import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any, TypeVar
 
 import grpc
@@ -135,10 +136,13 @@ class KServeServicer:
 
     @_rpc
     async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> Any:
+        received = perf_counter()
         self._authorize(context, inference=True)
         infer_request, classification = decode_infer_request(request)
+        infer_request.timings.received = received
         response = await self._service.infer(infer_request, classification)
         message = encode_infer_response(response, raw=bool(request.raw_input_contents))
+        context.set_trailing_metadata([(k.lower(), v) for k, v in self._service.finish(response).items()])
         if self._max_message_bytes is not None and message.ByteSize() > self._max_message_bytes:
             raise PayloadTooLarge(
                 f"the response of {message.ByteSize()} bytes is over the server's gRPC message limit of "
@@ -158,10 +162,14 @@ class KServeServicer:
             try:
                 if isinstance(request, _Malformed):
                     raise InvalidInput(request.message)
+                received = perf_counter()
                 infer_request, classification = decode_infer_request(request)
+                infer_request.timings.received = received
                 response = await self._service.infer(infer_request, classification)
                 raw = bool(request.raw_input_contents)
-                yield pb.ModelStreamInferResponse(infer_response=encode_infer_response(response, raw=raw))
+                message = encode_infer_response(response, raw=raw)
+                self._service.finish(response)
+                yield pb.ModelStreamInferResponse(infer_response=message)
             except InferlabError as exc:
                 yield pb.ModelStreamInferResponse(error_message=str(exc))
             except Exception as exc:

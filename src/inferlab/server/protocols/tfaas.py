@@ -13,6 +13,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 import numpy as np
@@ -25,11 +26,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from inferlab.errors import InferlabError, InvalidInput, ModelNotFound
-from inferlab.messages import InferRequest
+from inferlab.messages import InferRequest, Timings
 from inferlab.repository.registry import LoadedModel
 from inferlab.server.protocols.tfaas_upload import Upload, parse_params, read_bundle, read_form
 from inferlab.server.service import InferenceService
-from inferlab.server.web import HttpContext, json_object, json_response
+from inferlab.server.web import HttpContext, finished_json_response, json_object, json_response
 from inferlab.tensors import Array, TensorSpec
 
 PARAMS_FILE = "params.json"
@@ -97,22 +98,23 @@ def routes(ctx: HttpContext) -> list[Route]:
 
     async def predict_json(request: Request) -> Response:
         """`{"keys": [...], "values": [...], "model": "m"}` -> the first output row as a JSON array."""
+        received = perf_counter()
         ctx.authorize(request, inference=True)
         doc = json_object(await ctx.body(request))
         values = doc.get("values")
         if not isinstance(values, list) or not values:
             raise InvalidInput("'values' must be a non-empty list of numbers")
         name = _model_name(doc.get("model"), state)
-        model = service.model(name)
-        params = model_params(service, state, name)
-        spec = _spec(model.inputs, params.get("input_node"), "input_node")
-        output = _spec(model.outputs, params.get("output_node"), "output_node").name
+        _, spec, output = _nodes(service, state, name)
         inputs = {spec.name: _one_row(spec, values)}
-        response = await service.infer(InferRequest(model=name, version=None, inputs=inputs, outputs=[output]))
-        return json_response(np.ascontiguousarray(response.outputs[output][0].reshape(-1)))
+        response = await service.infer(
+            InferRequest(model=name, version=None, inputs=inputs, outputs=[output], timings=Timings(received))
+        )
+        return finished_json_response(service, response, np.ascontiguousarray(response.outputs[output][0].reshape(-1)))
 
     async def predict_image(request: Request) -> Response:
         """multipart `image` file + `model` field -> the top-5 labels with probabilities."""
+        received = perf_counter()
         ctx.authorize(request, inference=True)
         await ctx.body(request)
         async with request.form(max_files=2, max_fields=4, max_part_size=ctx.max_body_bytes) as form:
@@ -121,15 +123,14 @@ def routes(ctx: HttpContext) -> list[Route]:
                 raise InvalidInput("/image needs a multipart file part named 'image'")
             filename, data = image.filename or "image", await image.read()
         name = _model_name(model_field, state)
-        model = service.model(name)
-        params = model_params(service, state, name)
-        spec = _spec(model.inputs, params.get("input_node"), "input_node")
-        output = _spec(model.outputs, params.get("output_node"), "output_node").name
+        model, spec, output = _nodes(service, state, name)
         pixels = await run_in_threadpool(_image_tensor, data, spec)
         response = await service.infer(
-            InferRequest(model=name, version=None, inputs={spec.name: pixels}, outputs=[output])
+            InferRequest(model=name, version=None, inputs={spec.name: pixels}, outputs=[output],
+                         timings=Timings(received))
         )
-        return json_response({"filename": filename, "labels": _top_labels(response.outputs[output][0], model)})
+        labels = _top_labels(response.outputs[output][0], model)
+        return finished_json_response(service, response, {"filename": filename, "labels": labels})
 
     async def delete(request: Request) -> Response:
         ctx.authorize(request)
@@ -195,6 +196,14 @@ async def _store(service: InferenceService, files: Upload) -> str:
     if files.params:
         save_params(service, name, files.params)
     return name
+
+
+def _nodes(service: InferenceService, state: _State, name: str) -> tuple[LoadedModel, TensorSpec, str]:
+    """The model, the input its params feed (`input_node`) and the output they read (`output_node`)."""
+    model = service.model(name)
+    params = model_params(service, state, name)
+    spec = _spec(model.inputs, params.get("input_node"), "input_node")
+    return model, spec, _spec(model.outputs, params.get("output_node"), "output_node").name
 
 
 def _model_name(value: Any, state: _State) -> str:

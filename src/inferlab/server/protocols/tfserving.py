@@ -17,10 +17,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from inferlab.errors import InvalidInput, ModelNotFound
-from inferlab.messages import InferRequest
+from inferlab.messages import InferRequest, InferResponse, Timings
 from inferlab.repository.names import check_model_name
 from inferlab.server.service import InferenceService
-from inferlab.server.web import HttpContext, json_object, json_response
+from inferlab.server.web import HttpContext, finished_json_response, json_object, json_response
 from inferlab.tensors import Array, TensorSpec
 
 V2_TO_TF = {
@@ -51,37 +51,43 @@ def routes(ctx: HttpContext) -> list[Route]:
         if request.method == "GET" and verb in ("", "/metadata"):
             return json_response(_metadata(service, model, version) if verb else _status(service, model, version))
         if request.method == "POST" and verb.startswith(":"):
+            timings = Timings()
             ctx.authorize(request, inference=True)
             doc = json_object(await ctx.body(request))
             _check_signature(doc)
             if verb == ":predict":
-                return json_response(await _predict(service, doc, model, version))
-            return json_response(await _classify_or_regress(service, doc, model, version, verb == ":classify"))
+                content, response = await _predict(service, doc, model, version, timings)
+            else:
+                classify = verb == ":classify"
+                content, response = await _classify_or_regress(service, doc, model, version, classify, timings)
+            return finished_json_response(service, response, content)
         raise InvalidInput(f"{request.method} is not supported on {request.url.path}")
 
     return [Route("/v1/models/{target:path}", dispatch, methods=["GET", "POST"])]
 
 
-async def _predict(service: InferenceService, doc: dict[str, Any], model: str, version: str | None) -> dict[str, Any]:
+async def _predict(
+    service: InferenceService, doc: dict[str, Any], model: str, version: str | None, timings: Timings
+) -> tuple[dict[str, Any], InferResponse]:
     """Row (`instances` -> `predictions`) or columnar (`inputs` -> `outputs`) prediction."""
     if ("instances" in doc) == ("inputs" in doc):
         raise InvalidInput("a :predict body needs exactly one of 'instances' (row format) or 'inputs' (columnar)")
     specs = service.model(model, version).inputs
     row = "instances" in doc
     inputs = _rows(doc["instances"], specs) if row else _columns(doc["inputs"], specs)
-    response = await service.infer(InferRequest(model=model, version=version, inputs=inputs))
+    response = await service.infer(InferRequest(model=model, version=version, inputs=inputs, timings=timings))
     outputs = {name: _json_value(name, array) for name, array in response.outputs.items()}
     if row:
         if len(outputs) == 1:
-            return {"predictions": next(iter(outputs.values()))}
+            return {"predictions": next(iter(outputs.values()))}, response
         batch = min(len(a) for a in response.outputs.values())
-        return {"predictions": [{name: value[i] for name, value in outputs.items()} for i in range(batch)]}
-    return {"outputs": next(iter(outputs.values())) if len(outputs) == 1 else outputs}
+        return {"predictions": [{name: value[i] for name, value in outputs.items()} for i in range(batch)]}, response
+    return {"outputs": next(iter(outputs.values())) if len(outputs) == 1 else outputs}, response
 
 
 async def _classify_or_regress(
-    service: InferenceService, doc: dict[str, Any], model: str, version: str | None, classify: bool
-) -> dict[str, Any]:
+    service: InferenceService, doc: dict[str, Any], model: str, version: str | None, classify: bool, timings: Timings
+) -> tuple[dict[str, Any], InferResponse]:
     """tf.Example-style `examples` (+ shared `context`) keyed by input name -> `results`."""
     examples, context = doc.get("examples"), doc.get("context") or {}
     if not isinstance(examples, list) or not examples or not all(isinstance(e, dict) for e in examples):
@@ -93,14 +99,16 @@ async def _classify_or_regress(
         raise InvalidInput(f"model '{model}' has outputs {sorted(loaded.output_names)}; :classify/:regress need one")
     output = loaded.outputs[0].name
     inputs = _rows([{**context, **e} for e in examples], loaded.inputs)
-    request = InferRequest(model=model, version=version, inputs=inputs)
+    request = InferRequest(model=model, version=version, inputs=inputs, timings=timings)
     if classify:
         response = await service.infer(request, {output: _ALL_CLASSES})
-        return {"results": [[_label_score(item) for item in row] for row in response.outputs[output].tolist()]}
-    values = (await service.infer(request)).outputs[output]
+        rows = response.outputs[output].tolist()
+        return {"results": [[_label_score(item) for item in row] for row in rows]}, response
+    response = await service.infer(request)
+    values = response.outputs[output]
     if values.ndim > 2 or (values.ndim == 2 and values.shape[1] != 1):
         raise InvalidInput(f"output '{output}' has shape {list(values.shape)}; :regress needs one value per example")
-    return {"results": values.reshape(-1).tolist()}
+    return {"results": values.reshape(-1).tolist()}, response
 
 
 def _rows(instances: Any, specs: tuple[TensorSpec, ...]) -> dict[str, Array]:
