@@ -46,8 +46,11 @@ def model_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def live_server(model_repository: Path) -> Iterator[tuple[Server, str]]:
-    """One real server (uvicorn on a free loopback port) for the whole session."""
-    config = ServerConfig(model_repository=model_repository, http_port=0, max_body_bytes=8 * 1024 * 1024)
+    """One real server (uvicorn and grpc.aio on free loopback ports) for the whole session."""
+    config = ServerConfig(
+        model_repository=model_repository, http_port=0, grpc_port=0, max_body_bytes=8 * 1024 * 1024,
+        grpc_max_message_bytes=8 * 1024 * 1024,
+    )
     with serve_in_thread(config) as running:
         yield running
 

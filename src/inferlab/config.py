@@ -171,6 +171,8 @@ class ServerConfig:
     model_repository: Path
     host: str = "127.0.0.1"
     http_port: int = 8000
+    grpc_port: int | None = None  # None: no gRPC server; 0: any free port
+    grpc_max_message_bytes: int = 64 * 1024 * 1024
     tls_cert: Path | None = None
     tls_key: Path | None = None
     auth_token: str | None = None

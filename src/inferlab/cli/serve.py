@@ -21,6 +21,10 @@ def demo_repository() -> Path:
               help="Folder with one sub-folder per model (default: the built-in demo repository).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--http-port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="HTTP port.")
+@click.option("--grpc-port", default=8001, show_default=True, type=click.IntRange(-1, 65535),
+              help="gRPC (KServe V2) port; -1 turns gRPC off.")
+@click.option("--grpc-max-message-mb", default=64, show_default=True, type=click.IntRange(1),
+              help="Largest gRPC message either way; larger ones fail with RESOURCE_EXHAUSTED.")
 @click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="PEM certificate; with --tls-key the server speaks HTTPS only.")
 @click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
@@ -33,10 +37,11 @@ def demo_repository() -> Path:
 @click.option("--workers", type=click.IntRange(1, 64), default=None, envvar="INFERLAB_WORKERS",
               help="Server processes sharing the port (default: one per core, at most 4).")
 def serve(
-    repository: Path | None, host: str, http_port: int, tls_cert: Path | None, tls_key: Path | None,
+    repository: Path | None, host: str, http_port: int, grpc_port: int, grpc_max_message_mb: int,
+    tls_cert: Path | None, tls_key: Path | None,
     auth_token: str | None, protect_inference: bool, max_body_mb: int, access_log: bool, workers: int | None,
 ) -> None:
-    """Serve the models of a repository over HTTP (KServe V2 / Open Inference Protocol)."""
+    """Serve a repository's models over HTTP (KServe V2, TF Serving, TFaaS) and gRPC (KServe V2)."""
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
     if repository is not None and not repository.is_dir():
@@ -48,6 +53,8 @@ def serve(
         model_repository=repository or demo_repository(),
         host=host,
         http_port=http_port,
+        grpc_port=None if grpc_port < 0 else grpc_port,
+        grpc_max_message_bytes=grpc_max_message_mb * 1024 * 1024,
         tls_cert=tls_cert,
         tls_key=tls_key,
         auth_token=auth_token,

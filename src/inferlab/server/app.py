@@ -1,7 +1,8 @@
-"""Composition root: config -> store, registry, service, HTTP app; and the process that serves them."""
+"""Composition root: config -> store, registry, service, HTTP app, gRPC server; and the process that serves them."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -12,12 +13,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import uvicorn
+import uvloop
 from starlette.applications import Starlette
 
 from inferlab.config import ServerConfig
 from inferlab.repository.registry import ModelRegistry
 from inferlab.repository.store import ModelStore
 from inferlab.runtimes import RuntimeLoader
+from inferlab.server.grpc import start_grpc
 from inferlab.server.http import build_app
 from inferlab.server.metrics import Metrics
 from inferlab.server.service import InferenceService
@@ -34,6 +37,7 @@ class Server:
     config: ServerConfig
     service: InferenceService
     http_app: Starlette
+    grpc_port: int | None = None  # the bound gRPC port once serving (config.grpc_port may be 0)
 
     def close(self) -> None:
         self.service.registry.close()
@@ -75,6 +79,24 @@ def uvicorn_config(server: Server) -> uvicorn.Config:
     )
 
 
+async def serve(server: Server, uv: uvicorn.Server, sockets: list[socket.socket] | None = None) -> None:
+    """HTTP and (when configured) gRPC on one event loop, until uvicorn is told to exit."""
+    grpc_server = None
+    if server.config.grpc_port is not None:
+        grpc_server, server.grpc_port = await start_grpc(server.service, server.config)
+        logging.getLogger("inferlab.server").info("gRPC (KServe V2) on %s:%d", server.config.host, server.grpc_port)
+    try:
+        await uv.serve(sockets)
+    finally:
+        if grpc_server is not None:
+            await grpc_server.stop(grace=1.0)
+
+
+def _run_loop(server: Server, uv: uvicorn.Server, sockets: list[socket.socket] | None = None) -> None:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # the loop uvicorn_config names
+        runner.run(serve(server, uv, sockets))
+
+
 def run(config: ServerConfig, workers: int = 1) -> None:
     """Serve until interrupted: in this process, or in `workers` processes sharing the port."""
     configure_logging()
@@ -89,7 +111,7 @@ def run(config: ServerConfig, workers: int = 1) -> None:
     ready = [row["name"] for row in server.service.repository_index(ready_only=True)]
     log.info("serving %s on %s://%s:%d", sorted(set(ready)) or "no models", scheme, config.host, config.http_port)
     try:
-        uvicorn.Server(uvicorn_config(server)).run()
+        _run_loop(server, uvicorn.Server(uvicorn_config(server)))
     finally:
         server.close()
 
@@ -99,7 +121,7 @@ def serve_worker(config: ServerConfig, workers: int, sock: socket.socket) -> Non
     configure_logging()
     server = build(config, workers)
     try:
-        uvicorn.Server(uvicorn_config(server)).run(sockets=[sock])
+        _run_loop(server, uvicorn.Server(uvicorn_config(server)), [sock])
     finally:
         server.close()
 
@@ -119,14 +141,15 @@ def serve_in_thread(
 ) -> Iterator[tuple[Server, str]]:
     """Run a server on a background thread (port 0 picks a free port); yields it and its base URL.
 
-    Tests and benchmarks use this to talk to a real server over loopback from the same process.
+    Tests and benchmarks use this to talk to a real server over loopback from the same process; the
+    bound gRPC port (when `config.grpc_port` is set) is `server.grpc_port`.
     """
     server = build(config, runtimes=runtimes)
     uv = uvicorn.Server(uvicorn_config(server))
-    thread = threading.Thread(target=uv.run, name="inferlab-server", daemon=True)
+    thread = threading.Thread(target=_run_loop, args=(server, uv), name="inferlab-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
-    while not uv.started:
+    while not uv.started or (config.grpc_port is not None and server.grpc_port is None):
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the server did not start")
         time.sleep(0.01)

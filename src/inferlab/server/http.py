@@ -10,7 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from inferlab.errors import InferlabError
-from inferlab.server.protocols import kserve_http, repository_http
+from inferlab.server import openapi
+from inferlab.server.protocols import kserve_http, repository_http, tfaas, tfserving
 from inferlab.server.status import http_headers, http_status
 from inferlab.server.web import HttpContext, json_response
 
@@ -19,7 +20,8 @@ log = logging.getLogger("inferlab.server")
 
 def build_app(ctx: HttpContext) -> Starlette:
     """The HTTP app: inference routes first, since the router tries routes in order."""
-    routes = [*kserve_http.routes(ctx), *repository_http.routes(ctx), ctx.service.metrics.route()]
+    routes = [*kserve_http.routes(ctx), *repository_http.routes(ctx), *tfserving.routes(ctx), *tfaas.routes(ctx),
+              *openapi.routes(), ctx.service.metrics.route()]
     return Starlette(
         routes=routes,
         exception_handlers={

@@ -28,7 +28,7 @@ from inferlab.server.metrics import Metrics
 from inferlab.server.status import http_status
 from inferlab.server.sync import RepositorySync
 
-EXTENSIONS = ["model_repository", "classification"]
+EXTENSIONS = ["model_repository", "classification", "binary_tensor_data"]
 
 
 class InferenceService:

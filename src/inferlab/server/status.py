@@ -1,6 +1,8 @@
-"""The one table from error class to HTTP status, and the `{"error": ...}` body every adapter sends."""
+"""The tables from error class to HTTP status and to gRPC status code, one per transport, side by side."""
 
 from __future__ import annotations
+
+import grpc
 
 from inferlab.errors import (
     DeadlineExceeded,
@@ -26,6 +28,27 @@ HTTP_STATUS: dict[type[InferlabError], int] = {
     DeadlineExceeded: 504,
     RuntimeFailure: 500,
 }
+
+
+GRPC_CODE: dict[type[InferlabError], grpc.StatusCode] = {
+    PayloadTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
+    ModelNotFound: grpc.StatusCode.NOT_FOUND,
+    ModelNotReady: grpc.StatusCode.UNAVAILABLE,
+    RepositoryError: grpc.StatusCode.INVALID_ARGUMENT,
+    Unauthorized: grpc.StatusCode.UNAUTHENTICATED,
+    Overloaded: grpc.StatusCode.UNAVAILABLE,
+    DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    RuntimeFailure: grpc.StatusCode.INTERNAL,
+}
+
+
+def grpc_code(exc: InferlabError) -> grpc.StatusCode:
+    """The gRPC status for `exc`, found along its class hierarchy like `http_status`."""
+    for cls in type(exc).__mro__:
+        if cls in GRPC_CODE:
+            return GRPC_CODE[cls]
+    return grpc.StatusCode.INTERNAL
 
 
 def http_status(exc: InferlabError) -> int:

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from inferlab.errors import InvalidInput, PayloadTooLarge, Unauthorized
+from inferlab.messages import InferResponse
 from inferlab.server.service import InferenceService
 
 JSON = "application/json"
@@ -54,5 +55,23 @@ class HttpContext:
             raise Unauthorized("this operation needs 'Authorization: Bearer <token>' with the server's token")
 
 
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body that must be one JSON object; InvalidInput (400) otherwise."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidInput("request body must be a JSON object")
+    return doc
+
+
 def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), status_code, headers, JSON)
+
+
+def finished_json_response(service: InferenceService, response: InferResponse, content: Any) -> Response:
+    """A JSON reply to an inference call, with the request's metrics recorded and its Server-Timing header."""
+    reply = json_response(content)
+    reply.headers.update(service.finish(response))
+    return reply

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -12,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from inferlab.errors import InvalidInput
-from inferlab.server.web import HttpContext, json_response
+from inferlab.server.web import HttpContext, json_object, json_response
 
 _UPLOAD_PARTS = ("model", "labels", "config", "version")
 
@@ -22,14 +21,14 @@ def routes(ctx: HttpContext) -> list[Route]:
 
     async def index(request: Request) -> Response:
         body = await ctx.body(request)
-        options = _json_object(body) if body.strip() else {}
+        options = json_object(body) if body.strip() else {}
         return json_response(service.repository_index(bool(options.get("ready", False))))
 
     async def load(request: Request) -> Response:
         """Triton's load; `{"parameters": {"config": "<JSON of a config.yaml mapping>"}}` replaces the config."""
         ctx.authorize(request)
         body = await ctx.body(request)
-        config = _load_config(_json_object(body)) if body.strip() else None
+        config = _load_config(json_object(body)) if body.strip() else None
         await run_in_threadpool(service.load, request.path_params["model"], config)
         return json_response({})
 
@@ -95,13 +94,3 @@ def _load_config(doc: dict[str, Any]) -> str | None:
     if config is not None and not isinstance(config, str):
         raise InvalidInput("load: parameter 'config' must be a string holding the JSON of the model's config")
     return config
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise InvalidInput("request body must be a JSON object")
-    return doc
