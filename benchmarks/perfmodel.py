@@ -3,7 +3,7 @@
 For digits and mobilenet_v2 and three configurations each (no batching; batching; batching with two
 instances) it profiles the model, predicts capacity and p50/p99 at four Poisson rates up to 80% of
 the predicted capacity, measures the same points against a real server process, and prints both
-with the relative errors. Capacity is measured with wrk (closed loop, enough connections to saturate);
+with the relative errors. Capacity is measured closed loop with enough connections to saturate the server;
 the Poisson points with a small open-loop asyncio driver (to be replaced by inferlab.loadgen). The
 driver times each request from its actual send: event-loop timers fire on a 1 ms grid, so timing from
 the intended instant would add up to 1 ms of the client's own lateness to every sub-millisecond digits
@@ -27,15 +27,23 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MODELS, wrk
+from common import MODELS
 
 from inferlab.config import BatchingConfig, ModelConfig, RuntimeOptions
-from inferlab.perfmodel.overhead import measure_overhead, server_process, v2_json_body
+from inferlab.perfmodel.overhead import (
+    InferCall,
+    closed_loop,
+    encode_call,
+    measure_overhead,
+    request_bytes,
+    server_process,
+)
 from inferlab.perfmodel.predict import predict
-from inferlab.perfmodel.profile import Profile, record_service_times
+from inferlab.perfmodel.profile import PROTOCOLS, Profile, record_service_times
 
 FILES = {"digits": "digits_mlp", "mobilenet_v2": "mobilenet_v2"}
 BATCH = {"digits": (16, 500), "mobilenet_v2": (8, 2000)}  # max_batch_size, max_queue_delay_us
+PROTOCOL = {"digits": "v2-json", "mobilenet_v2": "v2-binary"}  # mobilenet's JSON body is 3 MB of text
 FRACTIONS = (0.2, 0.4, 0.6, 0.8)
 
 
@@ -60,13 +68,10 @@ class Point:
     failed: int
 
 
-async def open_loop(url: str, body: bytes, rate: float, n: int, seed: int, max_in_flight: int = 512) -> Point:
-    """Poisson sends over keep-alive connections; latency = done - intended send time."""
-    host, _, rest = url.removeprefix("http://").partition(":")
-    port_text, _, path = rest.partition("/")
-    head = (f"POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
-    request = head + body
+async def open_loop(url: str, call: InferCall, rate: float, n: int, seed: int, max_in_flight: int = 512) -> Point:
+    """Poisson sends over keep-alive connections; latency = done - send time."""
+    host, _, port_text = url.removeprefix("http://").partition(":")
+    request = request_bytes(url, call)
     idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     offsets = np.cumsum(np.random.default_rng(seed).exponential(1.0 / rate, n))
     latencies: list[float] = []
@@ -107,7 +112,7 @@ async def open_loop(url: str, body: bytes, rate: float, n: int, seed: int, max_i
     return Point(rate, float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), n, failed)
 
 
-def profile_model(model: str, quick: bool) -> Profile:
+def profile_model(model: str, protocol: str, quick: bool) -> Profile:
     sizes = (1, 2, 4, 8, 16) if model == "digits" else (1, 2, 4, 8)
     prof = record_service_times(MODELS / f"{FILES[model]}.onnx", model, sizes, ((1, 1), (2, 1)),
                                 seconds_per_point=0.3 if quick else 1.0)
@@ -115,8 +120,8 @@ def profile_model(model: str, quick: bool) -> Profile:
         repo = single_repository(Path(tmp), model, ModelConfig())
         with server_process(repo) as server:
             model_s = float(np.median(prof.service_s["1x1"][1]))
-            oh = measure_overhead(server, model, v2_json_body(prof.inputs), model_s, 1.0 if quick else 3.0)
-    return Profile(prof.model, prof.inputs, prof.service_s, {"v2-json": oh}, prof.machine)
+            oh = measure_overhead(server, encode_call(protocol, model, prof.inputs), model_s, 1.0 if quick else 3.0)
+    return Profile(prof.model, prof.inputs, prof.service_s, {protocol: oh}, prof.machine)
 
 
 def single_repository(root: Path, model: str, config: ModelConfig) -> Path:
@@ -130,34 +135,36 @@ def rel(pred: float, meas: float) -> str:
     return f"{(pred - meas) / meas * 100:+.0f}%" if meas > 0 else "n/a"
 
 
-def run(models: list[str], quick: bool, config_filter: str | None) -> None:
+def run(models: list[str], protocol: str | None, quick: bool, config_filter: str | None) -> None:
     print(f"{'model':13} {'config':26} {'rate/s':>8} {'pred p50':>9} {'meas p50':>9} {'err':>6} "
           f"{'pred p99':>9} {'meas p99':>9} {'err':>6} {'fail':>5}")
     for model in models:
-        prof = profile_model(model, quick)
-        oh = prof.overhead["v2-json"]
-        print(f"# {model}: loop {oh.serial_s * 1e3:.3f} ms/req, delay {oh.delay_s * 1e3:.3f} ms, "
+        proto = protocol or PROTOCOL[model]
+        prof = profile_model(model, proto, quick)
+        oh = prof.overhead[proto]
+        print(f"# {model} over {proto}: loop {oh.serial_s * 1e3:.3f} ms/req, delay {oh.delay_s * 1e3:.3f} ms, "
               f"model b=1 {np.median(prof.service_s['1x1'][1]) * 1e3:.3f} ms")
-        body = v2_json_body(prof.inputs)
+        call = encode_call(proto, model, prof.inputs)
         for name, config in configs(model).items():
             if config_filter and config_filter not in name:
                 continue
-            capacity = predict(prof, config, 1.0, requests=1000).capacity_rps
+            capacity = predict(prof, config, 1.0, proto, requests=1000).capacity_rps
             with tempfile.TemporaryDirectory() as tmp:
                 repo = single_repository(Path(tmp), model, config)
-                body_file = Path(tmp) / "body.json"
-                body_file.write_bytes(body)
                 with server_process(repo) as server:
-                    url = f"{server.url}/v2/models/{model}/infer"
-                    conns = max(8, 2 * config.instances * max(1, config.max_batch_size))
-                    measured_cap = wrk(url, body_file, conns, 3 if quick else 6).rps
+                    url = server.url
+                    conns = max(16, 2 * config.instances * max(1, config.max_batch_size))
+                    seconds = 3 if quick else 6
+                    t0 = time.perf_counter()
+                    done = asyncio.run(closed_loop(url, request_bytes(url, call), conns, seconds, 10**7))
+                    measured_cap = len(done) / (time.perf_counter() - t0)
                     print(f"{model:13} {name:26} {'capacity':>8} {capacity:9.1f} {measured_cap:9.1f} "
                           f"{rel(capacity, measured_cap):>6}")
                     for i, frac in enumerate(FRACTIONS):
                         rate = frac * capacity
                         n = int(min(max(300, rate * (4 if quick else 10)), 8000))
-                        pred = predict(prof, config, rate, requests=20_000, seed=i).sim
-                        meas = asyncio.run(open_loop(url, body, rate, n, seed=i))
+                        pred = predict(prof, config, rate, proto, requests=20_000, seed=i).sim
+                        meas = asyncio.run(open_loop(url, call, rate, n, seed=i))
                         print(f"{model:13} {name:26} {rate:8.1f} {pred.p50_s * 1e3:9.2f} {meas.p50_s * 1e3:9.2f} "
                               f"{rel(pred.p50_s, meas.p50_s):>6} {pred.p99_s * 1e3:9.2f} {meas.p99_s * 1e3:9.2f} "
                               f"{rel(pred.p99_s, meas.p99_s):>6} {meas.failed:5d}")
@@ -168,6 +175,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="digits,mobilenet_v2")
     parser.add_argument("--configs", default=None, help="only configurations whose name contains this text")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default=None, help="default: JSON for digits, binary else")
     parser.add_argument("--quick", action="store_true", help="shorter profiles and runs")
     args = parser.parse_args()
     try:
@@ -176,7 +184,7 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    run([m.strip() for m in args.models.split(",")], args.quick, args.configs)
+    run([m.strip() for m in args.models.split(",")], args.protocol, args.quick, args.configs)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import pytest
 
 from inferlab.config import BatchingConfig, ModelConfig
 from inferlab.errors import InvalidInput
-from inferlab.perfmodel.overhead import apply_config, measure_overhead, server_process, v2_json_body
+from inferlab.perfmodel.overhead import apply_config, encode_call, measure_overhead, server_process
 from inferlab.perfmodel.predict import predict
 from inferlab.perfmodel.profile import Profile, record_service_times
 from tests.conftest import SHARED_MODELS, make_repository
@@ -47,12 +47,14 @@ def test_not_a_profile_is_rejected(tmp_path: Path) -> None:
 def test_overhead_measured_through_a_real_server(digits_profile: Profile, tmp_path: Path) -> None:
     repo = make_repository(tmp_path, {"digits": "digits_mlp"})
     with server_process(repo) as server:
-        oh = measure_overhead(server, "digits", v2_json_body(digits_profile.inputs), 1e-5, seconds=0.2)
+        oh = measure_overhead(server, encode_call("v2-json", "digits", digits_profile.inputs), 1e-5, seconds=0.2)
+        binary = measure_overhead(server, encode_call("v2-binary", "digits", digits_profile.inputs), 1e-5, 0.2)
         apply_config(server.url, "digits", ModelConfig(max_batch_size=8, batching=BatchingConfig(enabled=True)))
         assert "max_batch_size: 8" in (repo / "digits" / "config.yaml").read_text()
     assert len(oh.latency_s) >= 20
     assert 0 < oh.serial_s <= float(np.median(oh.latency_s))
     assert oh.delay_s >= 0
+    assert binary.serial_s > 0 and len(binary.idle_penalty_s) == len(binary.idle_gap_s)
 
 
 def test_prediction_uses_the_configured_setting() -> None:

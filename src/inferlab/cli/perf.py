@@ -19,11 +19,10 @@ from rich.table import Table
 
 from inferlab.config import ModelConfig
 from inferlab.perfmodel.predict import ArrivalKind, Prediction, predict
-from inferlab.perfmodel.profile import DEFAULT_BATCH_SIZES, Profile, record_service_times, setting_key
+from inferlab.perfmodel.profile import DEFAULT_BATCH_SIZES, PROTOCOLS, Profile, record_service_times, setting_key
 from inferlab.perfmodel.tuner import Candidate, Slo
 from inferlab.perfmodel.tuner import tune as tune_configs
 
-PROTOCOLS = ("v2-json",)
 _WORKERS_HELP = "Server worker processes (`inferlab serve --workers`); each runs instances / workers instances."
 
 
@@ -224,9 +223,9 @@ def _print_profile(console: Console, prof: Profile) -> None:
 def _record_profile(model_file: Path, name: str, sizes: list[int], pairs: list[tuple[int, int]],
                     seconds_per_point: float, overhead_seconds: float | None) -> Profile:
     """Time the model in process, then (unless `overhead_seconds` is None) the server around it, with a bar."""
-    from inferlab.perfmodel.overhead import measure_overhead, server_process, v2_json_body
+    from inferlab.perfmodel.overhead import encode_call, measure_overhead, server_process
 
-    steps = len(sizes) * len(pairs) + (0 if overhead_seconds is None else 1)
+    steps = len(sizes) * len(pairs) + (0 if overhead_seconds is None else len(PROTOCOLS))
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("profiling", total=steps)
@@ -240,11 +239,14 @@ def _record_profile(model_file: Path, name: str, sizes: list[int], pairs: list[t
 
         prof = record_service_times(model_file, name, sizes, pairs, seconds_per_point, progress=step)
         if overhead_seconds is not None:
-            step(f"{name}: server overhead (V2 JSON)")
+            overheads = {}
+            model_s = float(np.median(prof.service_s[setting_key(*pairs[0])][min(sizes)]))
             with _single_model_repository(model_file, name) as repo, server_process(repo) as server:
-                model_s = float(np.median(prof.service_s[setting_key(*pairs[0])][min(sizes)]))
-                oh = measure_overhead(server, name, v2_json_body(prof.inputs), model_s, overhead_seconds)
-            prof = Profile(prof.model, prof.inputs, prof.service_s, {"v2-json": oh}, prof.machine)
+                for protocol in PROTOCOLS:
+                    step(f"{name}: server overhead ({protocol})")
+                    call = encode_call(protocol, name, prof.inputs)
+                    overheads[protocol] = measure_overhead(server, call, model_s, overhead_seconds)
+            prof = Profile(prof.model, prof.inputs, prof.service_s, overheads, prof.machine)
         bar.advance(task)
     return prof
 

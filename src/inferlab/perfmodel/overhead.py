@@ -9,7 +9,7 @@ Example::
 
     with server_process(repo) as server:
         apply_config(server.url, "digits", ModelConfig(max_batch_size=8))
-        oh = measure_overhead(server, "digits", v2_json_body(profile.inputs), model_s=1e-5)
+        oh = measure_overhead(server, encode_call("v2-json", "digits", profile.inputs), model_s=1e-5)
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import orjson
 import inferlab
 from inferlab.config import ModelConfig
 from inferlab.errors import InvalidInput
-from inferlab.perfmodel.profile import ProtocolOverhead, example_inputs
+from inferlab.perfmodel.profile import PROTOCOLS, ProtocolOverhead, example_inputs
 from inferlab.tensors import TensorSpec
 
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
@@ -76,14 +76,37 @@ def server_process(repository: Path, workers: int = 1, start_timeout_s: float = 
                 proc.wait()
 
 
-def v2_json_body(inputs: Sequence[TensorSpec], batch_size: int = 1) -> bytes:
-    """A KServe V2 JSON request for `batch_size` rows of seeded example data, encoded once."""
+@dataclass(frozen=True, slots=True)
+class InferCall:
+    """One inference request, encoded once: where it goes, its extra headers and its body."""
+
+    path: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+def encode_call(protocol: str, model: str, inputs: Sequence[TensorSpec], batch_size: int = 1) -> InferCall:
+    """A request for `batch_size` rows of seeded example data in `protocol` (one of PROTOCOLS)."""
     full = [TensorSpec(s.name, s.datatype, (-1, *s.shape)) for s in inputs]
     feed = example_inputs(full, batch_size)
-    return orjson.dumps({"inputs": [
-        {"name": name, "datatype": spec.datatype, "shape": list(arr.shape), "data": arr.ravel().tolist()}
-        for (name, arr), spec in zip(feed.items(), full, strict=True)
-    ]})
+    path = f"/v2/models/{model}/infer"
+    if protocol == "v2-json":
+        body = orjson.dumps({"inputs": [
+            {"name": name, "datatype": spec.datatype, "shape": list(arr.shape), "data": arr.ravel().tolist()}
+            for (name, arr), spec in zip(feed.items(), full, strict=True)
+        ]})
+        return InferCall(path, (("Content-Type", "application/json"),), body)
+    if protocol == "v2-binary":  # the binary tensor extension: JSON header, then raw little-endian tensors
+        header = orjson.dumps({
+            "inputs": [{"name": name, "datatype": spec.datatype, "shape": list(arr.shape),
+                        "parameters": {"binary_data_size": arr.nbytes}}
+                       for (name, arr), spec in zip(feed.items(), full, strict=True)],
+            "parameters": {"binary_data_output": True},
+        })
+        tail = b"".join(np.ascontiguousarray(arr).tobytes() for arr in feed.values())
+        return InferCall(path, (("Content-Type", "application/octet-stream"),
+                                ("Inference-Header-Content-Length", str(len(header)))), header + tail)
+    raise InvalidInput(f"protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
 
 
 def apply_config(url: str, model: str, config: ModelConfig, timeout_s: float = 120.0) -> None:
@@ -95,7 +118,7 @@ def apply_config(url: str, model: str, config: ModelConfig, timeout_s: float = 1
 
 
 def measure_overhead(
-    server: ServerProcess, model: str, body: bytes, model_s: float, seconds: float = 3.0, max_requests: int = 20_000
+    server: ServerProcess, call: InferCall, model_s: float, seconds: float = 3.0, max_requests: int = 20_000
 ) -> ProtocolOverhead:
     """Two closed-loop phases over raw keep-alive HTTP/1.1 (a lean client, so it measures the server).
 
@@ -106,13 +129,13 @@ def measure_overhead(
     the cores with the model threads and the client, and the cheaper per-request work of a busy loop.
     Otherwise the loop's own CPU time per request (from /proc) is the cost.
     """
-    request = _post_bytes(server.url, f"/v2/models/{model}/infer", body)
-    asyncio.run(_closed_loop(server.url, request, 1, 0.1, 10))  # warm-up: connections, first-call allocations
+    request = request_bytes(server.url, call)
+    asyncio.run(closed_loop(server.url, request, 1, 0.1, 10))  # warm-up: connections, first-call allocations
     round_s = sum(_IDLE_GAPS_S) + len(_IDLE_GAPS_S) * 3 * max(model_s, 1e-3)  # one request per gap
     per_gap = _spaced(server.url, request, _IDLE_GAPS_S, max(5, min(40, int(seconds / 4 / round_s))))
-    latencies = asyncio.run(_closed_loop(server.url, request, 1, seconds / 4, max_requests))
+    latencies = asyncio.run(closed_loop(server.url, request, 1, seconds / 4, max_requests))
     cpu0, t0 = _main_thread_cpu_s(server.pid), time.perf_counter()
-    loaded = asyncio.run(_closed_loop(server.url, request, _SATURATING_CONNECTIONS, seconds / 2, max_requests))
+    loaded = asyncio.run(closed_loop(server.url, request, _SATURATING_CONNECTIONS, seconds / 2, max_requests))
     per_request_s = (time.perf_counter() - t0) / len(loaded)
     cpu_s = (_main_thread_cpu_s(server.pid) - cpu0) / len(loaded)
     serial = per_request_s if model_s / per_request_s < _MODEL_BOUND else cpu_s
@@ -158,14 +181,18 @@ def _precise_sleep(seconds: float) -> None:
         time.sleep(left / 2 if left > 2e-4 else 0)
 
 
-def _post_bytes(url: str, path: str, body: bytes) -> bytes:
-    host = url.removeprefix("http://")
-    head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
-    return head.encode() + b"\r\n\r\n" + body
+def request_bytes(url: str, call: InferCall) -> bytes:
+    """The whole HTTP/1.1 request as bytes, written in one go by the raw clients here and in benchmarks."""
+    lines = [f"POST {call.path} HTTP/1.1", f"Host: {url.removeprefix('http://')}",
+             *(f"{k}: {v}" for k, v in call.headers), f"Content-Length: {len(call.body)}"]
+    return "\r\n".join(lines).encode() + b"\r\n\r\n" + call.body
 
 
-async def _closed_loop(url: str, request: bytes, connections: int, seconds: float, max_requests: int) -> list[float]:
-    """Each connection sends the next request when the last answer is in; returns every latency."""
+async def closed_loop(url: str, request: bytes, connections: int, seconds: float, max_requests: int) -> list[float]:
+    """Each connection sends the next request when the last answer is in; returns every latency.
+
+    Used to measure the server (its unloaded latency, its saturated throughput), not to model users.
+    """
     host, _, port = url.removeprefix("http://").partition(":")
     latencies: list[float] = []
     stop = time.perf_counter() + seconds

@@ -41,6 +41,7 @@ from inferlab.tensors import Array, TensorSpec
 FORMAT = "inferlab-profile/1"
 DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 DEFAULT_SETTINGS = ((1, 1), (1, 2), (2, 1))  # (instances, threads): instances x threads <= 2 cores
+PROTOCOLS = ("v2-json", "v2-binary")  # whose overhead `inferlab profile` measures
 DYNAMIC_DIM = 32  # non-batch dynamic dimensions (sequence length) are profiled at this size
 
 Progress = Callable[[str], None]
