@@ -30,11 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import MODELS
 
 from inferlab.config import BatchingConfig, ModelConfig, RuntimeOptions
+from inferlab.errors import InvalidInput
 from inferlab.perfmodel.overhead import (
     InferCall,
     closed_loop,
     encode_call,
     measure_overhead,
+    parse_head,
     request_bytes,
     server_process,
 )
@@ -87,14 +89,13 @@ async def open_loop(url: str, call: InferCall, rate: float, n: int, seed: int, m
             try:
                 sent = time.perf_counter()
                 writer.write(request)
-                status_and_headers = await reader.readuntil(b"\r\n\r\n")
-                length = int(status_and_headers.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                status, length = parse_head(await reader.readuntil(b"\r\n\r\n"))
                 await reader.readexactly(length)
-                if b" 200 " not in status_and_headers.split(b"\r\n")[0] + b" ":
+                if status != 200:
                     failed += 1
                 latencies.append(time.perf_counter() - sent)
                 idle.append(conn)
-            except (OSError, asyncio.IncompleteReadError, IndexError, ValueError):
+            except (OSError, asyncio.IncompleteReadError, InvalidInput, ValueError):
                 failed += 1
                 writer.close()
 

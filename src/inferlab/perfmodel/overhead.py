@@ -166,7 +166,7 @@ def _spaced(url: str, request: bytes, gaps_s: tuple[float, ...], per_gap: int) -
                     if not line:
                         raise InvalidInput("the server closed the connection while profiling")
                     head += line
-                status, length = _parse_head(head)
+                status, length = parse_head(head)
                 payload = stream.read(length)
                 if status != 200:
                     raise InvalidInput(f"inference failed while profiling: {status} {payload[:300]!r}")
@@ -204,7 +204,7 @@ async def closed_loop(url: str, request: bytes, connections: int, seconds: float
                 t0 = time.perf_counter()
                 writer.write(request)
                 head = await reader.readuntil(b"\r\n\r\n")
-                status, length = _parse_head(head)
+                status, length = parse_head(head)
                 payload = await reader.readexactly(length)
                 if status != 200:
                     raise InvalidInput(f"inference failed while profiling: {status} {payload[:300]!r}")
@@ -216,7 +216,8 @@ async def closed_loop(url: str, request: bytes, connections: int, seconds: float
     return latencies
 
 
-def _parse_head(head: bytes) -> tuple[int, int]:
+def parse_head(head: bytes) -> tuple[int, int]:
+    """(status, Content-Length) of a response head; exact header names (inference-header-content-length differs)."""
     lines = head.split(b"\r\n")
     status = int(lines[0].split()[1])
     for line in lines[1:]:
