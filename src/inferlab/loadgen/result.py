@@ -204,7 +204,8 @@ def _build(kind: Any, value: Any) -> Any:
     """Rebuild typed values from JSON data by walking the dataclass type hints."""
     if dataclasses.is_dataclass(kind) and isinstance(kind, type):
         hints = typing.get_type_hints(kind)
-        return kind(**{f.name: _build(hints[f.name], value[f.name]) for f in dataclasses.fields(kind) if f.name in value})
+        names = [f.name for f in dataclasses.fields(kind) if f.name in value]
+        return kind(**{name: _build(hints[name], value[name]) for name in names})
     origin = typing.get_origin(kind)
     args = typing.get_args(kind)
     if origin in (types.UnionType, typing.Union):
