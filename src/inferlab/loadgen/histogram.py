@@ -112,6 +112,14 @@ class LatencyHistogram:
         )
 
 
+def value_counts_ms(encoded: str) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """The non-empty buckets of an encoded histogram: (bucket middle value in ms, count), ascending."""
+    hist = LatencyHistogram.decode(encoded)
+    nonzero = np.flatnonzero(hist._counts)
+    middle = _values(_geometry(hist._hdr))[2]
+    return middle[nonzero] / 1000.0, hist._counts[nonzero].astype(np.int64)
+
+
 def merge_encoded(encoded: Iterable[str]) -> LatencyHistogram:
     """One histogram from many encodings (processes, intervals, runs)."""
     merged = LatencyHistogram()

@@ -152,7 +152,7 @@ class LoadPlan:
             (self.concurrency >= 1, f"concurrency {self.concurrency} is not >= 1"),
             (self.requests is None or self.requests >= 1, f"requests {self.requests} is not >= 1"),
             (self.duration_s is None or self.duration_s > 0, f"duration_s {self.duration_s} is not > 0"),
-            (self.requests is not None or self.duration_s is not None or isinstance(self.arrivals, Timestamps),
+            (self.requests is not None or self.duration_s is not None or ends(self.arrivals),
              "give a request count or a duration"),
             (self.mode == "closed" or self.arrivals is not None, "an open-loop plan needs arrivals (a rate)"),
             (self.timeout_s >= 0, f"timeout_s {self.timeout_s} is not >= 0"),
@@ -187,6 +187,13 @@ class LoadPlan:
                 value = list(value)
             out[f.name] = value
         return out
+
+
+def ends(arrivals: Arrivals | None) -> bool:
+    """Whether a schedule ends by itself (a trace, or stages that are all finite)."""
+    if isinstance(arrivals, Timestamps):
+        return True
+    return arrivals is not None and all(math.isfinite(stage[0]) for stage in arrivals.stages)
 
 
 def parse_duration(text: str) -> float:
