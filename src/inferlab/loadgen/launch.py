@@ -78,10 +78,13 @@ def run_worker(plan: LoadPlan, process: int, start: float, progress: ProgressSin
 
 
 async def _drive(plan: LoadPlan, process: int, start: float, progress: ProgressSink | None) -> WorkerResult:
-    delay = start - perf_counter()
+    driver = Driver(plan, process, start, progress)  # built first: its set-up must not delay the first sends
+    delay = start - perf_counter() - 0.002
     if delay > 0:
         await asyncio.sleep(delay)
-    return await Driver(plan, process, start, progress).run()
+    while perf_counter() < start:  # the loop's timers are millisecond-coarse: spin the last stretch, once
+        await asyncio.sleep(0)
+    return await driver.run()
 
 
 def _child(plan: LoadPlan, process: int, start: float, updates: multiprocessing.Queue[tuple[int, Window]],

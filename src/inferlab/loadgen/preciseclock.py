@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import os
 import sys
 import time
@@ -36,7 +35,7 @@ def _libc() -> ctypes.CDLL | None:
             "clock_gettime(CLOCK_MONOTONIC)"):
         return None
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return ctypes.CDLL(None, use_errno=True)  # the running interpreter already links libc
     except OSError:
         return None
 

@@ -36,7 +36,8 @@ def share(total: int, process: int, processes: int) -> int:
 
 
 class Driver:
-    """Runs one process's share of a plan on the current event loop; `run()` returns its WorkerResult."""
+    """Runs one process's share of a plan on the running event loop (build it inside the loop, ahead of the
+    start time); `run()` returns its WorkerResult."""
 
     def __init__(self, plan: LoadPlan, process: int, start: float, progress: Progress | None = None) -> None:
         self.plan = plan
@@ -63,8 +64,8 @@ class Driver:
         self._rng = np.random.default_rng([plan.seed, process, 2])
         self._think = plan.think.sampler(self._rng) if plan.think else None
         self._arrivals: Iterator[float] = self._iter_arrivals()
-        self._next_arrival = math.inf
-        self._timer: PreciseTimer | None = None
+        self._next_arrival = next(self._arrivals, math.inf)  # generated ahead: the first chunk takes a while
+        self._timer = PreciseTimer(asyncio.get_running_loop(), self._on_timer) if plan.mode == "open" else None
         self._scheduling_done = False
         self._head = plan.target.method == "HEAD"
 
@@ -75,8 +76,7 @@ class Driver:
         cpu0, wall0 = time.thread_time(), perf_counter()  # this thread only: a test server may share the process
         ticks = loop.create_task(self._ticks())
         if self.plan.mode == "open":
-            self._timer = PreciseTimer(loop, self._on_timer)
-            self._pull_arrival()
+            self._arm()
         else:
             for user in range(self.users):
                 at = self.start + (self.plan.ramp_up_s * user / self.users if self.users else 0.0)
@@ -142,10 +142,6 @@ class Driver:
         for chunk in intended_offsets(plan.arrivals, seed=plan.seed, count=plan.requests, duration_s=plan.duration_s,
                                       process=self.process, processes=plan.processes):
             yield from (chunk + self.start).tolist()
-
-    def _pull_arrival(self) -> None:
-        self._next_arrival = next(self._arrivals, math.inf)
-        self._arm()
 
     def _arm(self) -> None:
         if self._next_arrival == math.inf:
@@ -229,12 +225,12 @@ class Driver:
 
     def _open(self, ex: Exchange) -> None:
         self.opening += 1
+        ex.connect_start = perf_counter()
         asyncio.get_running_loop().create_task(self._connect(ex))
 
     async def _connect(self, ex: Exchange) -> None:
         loop = asyncio.get_running_loop()
         target = self.plan.target
-        ex.connect_start = perf_counter()
         try:
             coro = loop.create_connection(lambda: Connection(self._on_complete, self._on_lost, self._head),
                                           target.host, target.port, ssl=self._ssl)
