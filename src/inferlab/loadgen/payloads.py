@@ -67,7 +67,8 @@ def random_inputs(specs: list[TensorSpec], batch_size: int, rng: np.random.Gener
 
 
 def load_samples(path: Path, specs: list[TensorSpec]) -> dict[str, npt.NDArray[Any]]:
-    """Rows to sample from: .npy (one-input models) or JSON ({name: rows}, a V2 body, or a list of rows)."""
+    """Rows to sample from: .npy (one-input models) or JSON: {name: rows}, a V2 body, {"instances": rows},
+    {"input_name": name, "inputs": rows} (the shared samples' form), or a bare list of rows."""
     if path.suffix == ".npy":
         if len(specs) != 1:
             raise InvalidInput(f"{path}: a .npy file feeds one input, the model has {[s.name for s in specs]}")
@@ -76,10 +77,11 @@ def load_samples(path: Path, specs: list[TensorSpec]) -> dict[str, npt.NDArray[A
         doc = orjson.loads(path.read_bytes())
     except (OSError, orjson.JSONDecodeError) as exc:
         raise InvalidInput(f"--input {path}: {exc}") from exc
-    if isinstance(doc, dict) and isinstance(doc.get("inputs"), list):
-        named = {t["name"]: np.asarray(t["data"]).reshape(t["shape"]) for t in doc["inputs"]}
-    elif isinstance(doc, dict) and "instances" in doc:
-        named = {specs[0].name: np.asarray(doc["instances"])}
+    inputs = doc.get("inputs") if isinstance(doc, dict) else None
+    if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict):
+        named = {t["name"]: np.asarray(t["data"]).reshape(t["shape"]) for t in inputs}
+    elif isinstance(doc, dict) and ("inputs" in doc or "instances" in doc):
+        named = {doc.get("input_name") or specs[0].name: np.asarray(doc.get("inputs", doc.get("instances")))}
     elif isinstance(doc, dict):
         named = {k: np.asarray(v) for k, v in doc.items() if k in {s.name for s in specs}}
     else:
