@@ -20,6 +20,7 @@ _CLOCK_MONOTONIC = 1
 _TFD_NONBLOCK = 0o4000
 _TFD_CLOEXEC = 0o2000000
 _TFD_TIMER_ABSTIME = 1
+_PR_SET_TIMERSLACK = 29
 
 
 class _Timespec(ctypes.Structure):
@@ -55,6 +56,7 @@ class PreciseTimer:
         self._libc = _libc()
         self._fd = -1
         if self._libc is not None:
+            self._libc.prctl(_PR_SET_TIMERSLACK, 1, 0, 0, 0)  # this thread's timers: 1 ns slack, not 50 µs
             fd = self._libc.timerfd_create(_CLOCK_MONOTONIC, _TFD_NONBLOCK | _TFD_CLOEXEC)
             if fd >= 0:
                 self._fd = fd
