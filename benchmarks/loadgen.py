@@ -138,9 +138,9 @@ def throughput(seconds: float, repeats: int) -> list[tuple[int, dict[str, float]
 
 def agreement(rate: float, seconds: float) -> dict[str, float]:
     sys.path.insert(0, str(ROOT / "src"))
-    from inferlab.loadgen.payloads import encode_body, fetch_inputs, random_inputs
-
     import numpy as np
+
+    from inferlab.loadgen.payloads import encode_body, fetch_inputs, random_inputs
 
     with inferlab_server() as base, tempfile.TemporaryDirectory() as tmp:
         specs = fetch_inputs(base, "digits")
