@@ -8,6 +8,7 @@ import click
 import httpx
 
 from inferlab import __version__
+from inferlab.cli.bench import bench
 from inferlab.cli.client import ServerError
 from inferlab.cli.infer import infer
 from inferlab.cli.models import models
@@ -30,6 +31,7 @@ def cli() -> None:
 cli.add_command(serve)
 cli.add_command(models)
 cli.add_command(infer)
+cli.add_command(bench)
 cli.add_command(profile)
 cli.add_command(predict_cmd)
 cli.add_command(tune)
