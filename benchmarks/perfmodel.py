@@ -4,10 +4,7 @@ For digits and mobilenet_v2 and three configurations each (no batching; batching
 instances) it profiles the model, predicts capacity and p50/p99 at four Poisson rates up to 80% of
 the predicted capacity, measures the same points against a real server process, and prints both
 with the relative errors. Capacity is measured closed loop with enough connections to saturate the server;
-the Poisson points with a small open-loop asyncio driver (to be replaced by inferlab.loadgen). The
-driver times each request from its actual send: event-loop timers fire on a 1 ms grid, so timing from
-the intended instant would add up to 1 ms of the client's own lateness to every sub-millisecond digits
-request; each send is its own task, so a slow server never delays later sends (no coordinated omission).
+the Poisson points open loop; both with inferlab.loadgen, latency timed from each intended send time.
 
     flock /tmp/inferlab-bench.lock env PYTHONPATH=src python benchmarks/perfmodel.py [--models digits] [--quick]
 """
@@ -15,12 +12,10 @@ request; each send is its own task, so a slow server never delays later sends (n
 from __future__ import annotations
 
 import argparse
-import asyncio
 import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,18 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import MODELS
 
 from inferlab.config import BatchingConfig, ModelConfig, RuntimeOptions
-from inferlab.errors import InvalidInput
-from inferlab.perfmodel.overhead import (
-    InferCall,
-    closed_loop,
-    encode_call,
-    measure_overhead,
-    parse_head,
-    request_bytes,
-    server_process,
-)
+from inferlab.perfmodel.overhead import encode_call, measure_overhead, server_process
 from inferlab.perfmodel.predict import predict
 from inferlab.perfmodel.profile import PROTOCOLS, Profile, record_service_times
+from inferlab.perfmodel.validate import measure_capacity, measure_open_loop
 
 FILES = {"digits": "digits_mlp", "mobilenet_v2": "mobilenet_v2"}
 BATCH = {"digits": (16, 500), "mobilenet_v2": (8, 2000)}  # max_batch_size, max_queue_delay_us
@@ -59,58 +46,6 @@ def configs(model: str) -> dict[str, ModelConfig]:
         f"batch {size}, {delay} us, 2 inst": ModelConfig(max_batch_size=size, batching=batching, runtime=one,
                                                          instances=2),
     }
-
-
-@dataclass(frozen=True)
-class Point:
-    rate: float
-    p50_s: float
-    p99_s: float
-    sent: int
-    failed: int
-
-
-async def open_loop(url: str, call: InferCall, rate: float, n: int, seed: int, max_in_flight: int = 512) -> Point:
-    """Poisson sends over keep-alive connections; latency = done - send time."""
-    host, _, port_text = url.removeprefix("http://").partition(":")
-    request = request_bytes(url, call)
-    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-    offsets = np.cumsum(np.random.default_rng(seed).exponential(1.0 / rate, n))
-    latencies: list[float] = []
-    failed = 0
-    in_flight = asyncio.Semaphore(max_in_flight)
-    loop = asyncio.get_running_loop()
-
-    async def one() -> None:
-        nonlocal failed
-        async with in_flight:
-            conn = idle.pop() if idle else await asyncio.open_connection(host, int(port_text))
-            reader, writer = conn
-            try:
-                sent = time.perf_counter()
-                writer.write(request)
-                status, length = parse_head(await reader.readuntil(b"\r\n\r\n"))
-                await reader.readexactly(length)
-                if status != 200:
-                    failed += 1
-                latencies.append(time.perf_counter() - sent)
-                idle.append(conn)
-            except (OSError, asyncio.IncompleteReadError, InvalidInput, ValueError):
-                failed += 1
-                writer.close()
-
-    start = loop.time() + 0.05
-    tasks = []
-    for off in offsets.tolist():
-        delay = start + off - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one()))
-    await asyncio.gather(*tasks)
-    for _, writer in idle:
-        writer.close()
-    lat = np.asarray(latencies)
-    return Point(rate, float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), n, failed)
 
 
 def profile_model(model: str, protocol: str, quick: bool) -> Profile:
@@ -155,20 +90,18 @@ def run(models: list[str], protocol: str | None, quick: bool, config_filter: str
                 with server_process(repo) as server:
                     url = server.url
                     conns = max(16, 2 * config.instances * max(1, config.max_batch_size))
-                    seconds = 3 if quick else 6
-                    t0 = time.perf_counter()
-                    done = asyncio.run(closed_loop(url, request_bytes(url, call), conns, seconds, 10**7))
-                    measured_cap = len(done) / (time.perf_counter() - t0)
+                    measured_cap = measure_capacity(url, call, conns, 3 if quick else 6)
                     print(f"{model:13} {name:26} {'capacity':>8} {capacity:9.1f} {measured_cap:9.1f} "
                           f"{rel(capacity, measured_cap):>6}")
                     for i, frac in enumerate(FRACTIONS):
                         rate = frac * capacity
                         n = int(min(max(300, rate * (4 if quick else 10)), 8000))
                         pred = predict(prof, config, rate, proto, requests=20_000, seed=i).sim
-                        meas = asyncio.run(open_loop(url, call, rate, n, seed=i))
+                        meas = measure_open_loop(url, call, rate, n, seed=i)
                         print(f"{model:13} {name:26} {rate:8.1f} {pred.p50_s * 1e3:9.2f} {meas.p50_s * 1e3:9.2f} "
                               f"{rel(pred.p50_s, meas.p50_s):>6} {pred.p99_s * 1e3:9.2f} {meas.p99_s * 1e3:9.2f} "
-                              f"{rel(pred.p99_s, meas.p99_s):>6} {meas.failed:5d}")
+                              f"{rel(pred.p99_s, meas.p99_s):>6} {meas.failed:5d}"
+                              f"{'' if meas.valid else ' (the load generator lagged)'}")
                         time.sleep(0.5)
 
 
@@ -179,12 +112,6 @@ def main() -> None:
     parser.add_argument("--protocol", choices=PROTOCOLS, default=None, help="default: JSON for digits, binary else")
     parser.add_argument("--quick", action="store_true", help="shorter profiles and runs")
     args = parser.parse_args()
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
     run([m.strip() for m in args.models.split(",")], args.protocol, args.quick, args.configs)
 
 

@@ -14,7 +14,6 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import subprocess
@@ -29,17 +28,20 @@ from typing import IO
 
 import httpx
 import numpy as np
+import numpy.typing as npt
 import orjson
 
 import inferlab
 from inferlab.config import ModelConfig
 from inferlab.errors import InvalidInput
+from inferlab.loadgen.launch import run
+from inferlab.loadgen.plan import LoadPlan, Target, ThinkTime
+from inferlab.loadgen.result import RunResult
 from inferlab.perfmodel.profile import PROTOCOLS, ProtocolOverhead, example_inputs
 from inferlab.tensors import TensorSpec
 
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 _SATURATING_CONNECTIONS = 16
-_MIN_REQUESTS = 20
 _IDLE_GAPS_S = (0.0, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.02, 0.1)
 _MODEL_BOUND = 0.8  # model utilisation above which saturation says nothing about the loop
 
@@ -117,114 +119,54 @@ def apply_config(url: str, model: str, config: ModelConfig, timeout_s: float = 1
         raise InvalidInput(f"loading '{model}' with the new config failed: {response.status_code} {response.text}")
 
 
-def measure_overhead(
-    server: ServerProcess, call: InferCall, model_s: float, seconds: float = 3.0, max_requests: int = 20_000
-) -> ProtocolOverhead:
-    """Two closed-loop phases over raw keep-alive HTTP/1.1 (a lean client, so it measures the server).
+def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, seconds: float = 3.0) -> ProtocolOverhead:
+    """Closed-loop runs with inferlab.loadgen (a lean client, so it measures the server).
 
     One connection gives the unloaded latency back to back, and again after idle gaps from 0.25 to
-    100 ms (the wake-up penalty curve). Then enough connections saturate the server: when the
-    model is not what limits it (the profiling server runs one instance, no batching), the saturated
+    100 ms (the wake-up penalty curve). Then enough connections saturate the server: when the model
+    is not what limits it (the profiling server runs one instance, no batching), the saturated
     throughput X gives the event loop's effective cost per request, 1/X, which includes its fight for
     the cores with the model threads and the client, and the cheaper per-request work of a busy loop.
     Otherwise the loop's own CPU time per request (from /proc) is the cost.
     """
-    request = request_bytes(server.url, call)
-    asyncio.run(closed_loop(server.url, request, 1, 0.1, 10))  # warm-up: connections, first-call allocations
+    url = server.url
+    _closed(url, call, 1, requests=10)  # warm-up: connections, first-call allocations
     round_s = sum(_IDLE_GAPS_S) + len(_IDLE_GAPS_S) * 3 * max(model_s, 1e-3)  # one request per gap
-    per_gap = _spaced(server.url, request, _IDLE_GAPS_S, max(5, min(40, int(seconds / 4 / round_s))))
-    latencies = asyncio.run(closed_loop(server.url, request, 1, seconds / 4, max_requests))
-    cpu0, t0 = _main_thread_cpu_s(server.pid), time.perf_counter()
-    loaded = asyncio.run(closed_loop(server.url, request, _SATURATING_CONNECTIONS, seconds / 2, max_requests))
-    per_request_s = (time.perf_counter() - t0) / len(loaded)
-    cpu_s = (_main_thread_cpu_s(server.pid) - cpu0) / len(loaded)
+    per_gap = max(5, min(40, int(seconds / 4 / round_s)))
+    penalties = [_latencies(_closed(url, call, 1, requests=per_gap, think_s=gap)) for gap in _IDLE_GAPS_S[1:]]
+    latencies = _latencies(_closed(url, call, 1, duration_s=seconds / 4))
+    cpu0 = _main_thread_cpu_s(server.pid)
+    loaded = _closed(url, call, _SATURATING_CONNECTIONS, duration_s=seconds / 2)
+    cpu_s = (_main_thread_cpu_s(server.pid) - cpu0) / max(1, loaded.counts.requests)
+    per_request_s = 1.0 / loaded.ok_per_s
     serial = per_request_s if model_s / per_request_s < _MODEL_BOUND else cpu_s
     warm = float(np.median(latencies))
     total = max(0.0, warm - model_s)
     serial = min(total, serial)
-    penalty = np.maximum.accumulate([max(0.0, float(np.median(lat)) - warm) for lat in per_gap])  # grows with idle
-    return ProtocolOverhead(serial_s=serial, delay_s=total - serial, latency_s=tuple(latencies),
-                            idle_gap_s=_IDLE_GAPS_S, idle_penalty_s=tuple(penalty.tolist()))
+    curve = np.maximum.accumulate([0.0, *(max(0.0, float(np.median(lat)) - warm) for lat in penalties)])
+    return ProtocolOverhead(serial_s=serial, delay_s=total - serial, latency_s=tuple(latencies.tolist()),
+                            idle_gap_s=_IDLE_GAPS_S, idle_penalty_s=tuple(curve.tolist()))
 
 
-def _spaced(url: str, request: bytes, gaps_s: tuple[float, ...], per_gap: int) -> list[list[float]]:
-    """Latencies of requests each sent `gap` after the previous answer, on one blocking connection
-    (a precise sleep; event-loop timers only fire on a 1 ms grid)."""
-    host, _, port = url.removeprefix("http://").partition(":")
-    out: list[list[float]] = []
-    with socket.create_connection((host, int(port))) as conn, conn.makefile("rb") as stream:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for gap in gaps_s:
-            lat = []
-            for _ in range(per_gap):
-                _precise_sleep(gap)
-                t0 = time.perf_counter()
-                conn.sendall(request)
-                head = b""
-                while not head.endswith(b"\r\n\r\n"):
-                    line = stream.readline()
-                    if not line:
-                        raise InvalidInput("the server closed the connection while profiling")
-                    head += line
-                status, length = parse_head(head)
-                payload = stream.read(length)
-                if status != 200:
-                    raise InvalidInput(f"inference failed while profiling: {status} {payload[:300]!r}")
-                lat.append(time.perf_counter() - t0)
-            out.append(lat)
-    return out
+def target_for(url: str, call: InferCall) -> Target:
+    """The load generator's target for this call on the server at base `url`."""
+    return Target(url.rstrip("/") + call.path, method="POST", headers=call.headers, bodies=(call.body,))
 
 
-def _precise_sleep(seconds: float) -> None:
-    end = time.perf_counter() + seconds
-    while (left := end - time.perf_counter()) > 0:
-        time.sleep(left / 2 if left > 2e-4 else 0)
+def _closed(url: str, call: InferCall, connections: int, requests: int | None = None,
+            duration_s: float | None = None, think_s: float = 0.0) -> RunResult:
+    plan = LoadPlan(target_for(url, call), mode="closed", concurrency=connections, requests=requests,
+                    duration_s=duration_s, think=ThinkTime("fixed", think_s) if think_s else None,
+                    record_requests=True)
+    result = run(plan)
+    if result.counts.ok != result.counts.requests:
+        first = result.errors[0].message if result.errors else f"status codes {result.status_codes}"
+        raise InvalidInput(f"requests to {plan.target.url} failed while profiling: {first}")
+    return result
 
 
-def request_bytes(url: str, call: InferCall) -> bytes:
-    """The whole HTTP/1.1 request as bytes, written in one go by the raw clients here and in benchmarks."""
-    lines = [f"POST {call.path} HTTP/1.1", f"Host: {url.removeprefix('http://')}",
-             *(f"{k}: {v}" for k, v in call.headers), f"Content-Length: {len(call.body)}"]
-    return "\r\n".join(lines).encode() + b"\r\n\r\n" + call.body
-
-
-async def closed_loop(url: str, request: bytes, connections: int, seconds: float, max_requests: int) -> list[float]:
-    """Each connection sends the next request when the last answer is in; returns every latency.
-
-    Used to measure the server (its unloaded latency, its saturated throughput), not to model users.
-    """
-    host, _, port = url.removeprefix("http://").partition(":")
-    latencies: list[float] = []
-    stop = time.perf_counter() + seconds
-
-    async def worker() -> None:
-        reader, writer = await asyncio.open_connection(host, int(port))
-        try:
-            while len(latencies) < max_requests and (len(latencies) < _MIN_REQUESTS or time.perf_counter() < stop):
-                t0 = time.perf_counter()
-                writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                status, length = parse_head(head)
-                payload = await reader.readexactly(length)
-                if status != 200:
-                    raise InvalidInput(f"inference failed while profiling: {status} {payload[:300]!r}")
-                latencies.append(time.perf_counter() - t0)
-        finally:
-            writer.close()
-
-    await asyncio.gather(*(worker() for _ in range(connections)))
-    return latencies
-
-
-def parse_head(head: bytes) -> tuple[int, int]:
-    """(status, Content-Length) of a response head; exact header names (inference-header-content-length differs)."""
-    lines = head.split(b"\r\n")
-    status = int(lines[0].split()[1])
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return status, int(value)
-    raise InvalidInput(f"the server answered without a Content-Length: {head[:200]!r}")
+def _latencies(result: RunResult) -> npt.NDArray[np.float64]:
+    return np.array([r.latency_ms for r in result.requests], dtype=np.float64) / 1e3
 
 
 def _main_thread_cpu_s(pid: int) -> float:
