@@ -84,18 +84,18 @@ def predict(
     so one worker is simulated at rate / workers and the totals are scaled back up.
     """
     per_worker = -(-config.instances // workers)
-    service = profile.service_times(per_worker * workers, config.runtime.intra_op_threads)
+    service = profile.service_times_by_busy(per_worker, workers, config.runtime.intra_op_threads)
     policy = replace(policy_from_config(config), instances=per_worker)
     return predict_with(service, profile.overhead_for(protocol), policy, rate_rps, arrivals, requests, seed,
                         trace_s, workers)
 
 
 def predict_with(
-    service: ServiceTimes, overhead: Overhead, policy: BatchPolicy, rate_rps: float,
+    service: list[ServiceTimes], overhead: Overhead, policy: BatchPolicy, rate_rps: float,
     arrivals: ArrivalKind = "poisson", requests: int = 50_000, seed: int = 0, trace_s: FloatArray | None = None,
     workers: int = 1,
 ) -> Prediction:
-    """`predict` for an already chosen service distribution, overhead and per-worker policy (the tuner's loop)."""
+    """`predict` for already chosen service distributions (by instances busy), overhead and per-worker policy."""
     if workers < 1:
         raise InvalidInput(f"workers {workers} is not >= 1")
     times = _arrivals(arrivals, rate_rps, requests * workers, seed, trace_s)
@@ -108,8 +108,8 @@ def predict_with(
         sim = replace(sim, offered_rps=sim.offered_rps * workers, throughput_rps=sim.throughput_rps * workers,
                       mean_queue_length=sim.mean_queue_length * workers, completed=sim.completed * workers,
                       dropped=sim.dropped * workers)
-    closed, b = _closed_form(service, policy, overhead, rate_rps / workers)
-    return Prediction(rate_rps, capacity_rps(service, policy, overhead) * workers, policy, sim, closed, b, workers)
+    closed, b = _closed_form(service[-1], policy, overhead, rate_rps / workers)
+    return Prediction(rate_rps, capacity_rps(service[-1], policy, overhead) * workers, policy, sim, closed, b, workers)
 
 
 def _closed_form(service: ServiceTimes, policy: BatchPolicy, overhead: Overhead, rate: float) -> tuple[float, int]:

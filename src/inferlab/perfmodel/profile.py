@@ -92,6 +92,16 @@ class Profile:
             )
         return ServiceTimes.from_samples(self.service_s[key])
 
+    def service_times_by_busy(self, instances: int, workers: int, threads: int) -> list[ServiceTimes]:
+        """Service times with 1..`instances` of one worker's instances busy, while every worker is as busy.
+
+        Measured settings with fewer instances stand in for the moments when fewer compute at once;
+        the full setting (instances x workers) must have been measured.
+        """
+        full = self.service_times(instances * workers, threads)
+        return [self.service_times(k * workers, threads) if setting_key(k * workers, threads) in self.service_s
+                else full for k in range(1, instances)] + [full]
+
     def overhead_for(self, protocol: str) -> Overhead:
         """The protocol's overhead, or none when the profile skipped the server (in-process predictions)."""
         entry = self.overhead.get(protocol)

@@ -25,6 +25,7 @@ Example::
 from __future__ import annotations
 
 import heapq
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,13 +127,18 @@ def fifo_departures(arrivals: FloatArray, service: FloatArray) -> FloatArray:
 
 def simulate(
     arrivals: FloatArray,
-    service: ServiceTimes,
+    service: ServiceTimes | Sequence[ServiceTimes],
     policy: BatchPolicy,
     overhead: Overhead = Overhead(),
     seed: int = 0,
     warmup_fraction: float = 0.0,
 ) -> SimResult:
-    """Run the arrivals through the front end and the batcher; statistics skip the first `warmup_fraction`."""
+    """Run the arrivals through the front end and the batcher; statistics skip the first `warmup_fraction`.
+
+    `service` may hold one distribution per number of instances busy at once (index 0: one busy, ...):
+    a batch draws from the one for the instances busy when it starts, itself included, so two instances
+    slow each other only while both compute. The last one serves any higher count.
+    """
     n = int(arrivals.size)
     if n == 0:
         raise InvalidInput("simulate: need at least one arrival")
@@ -140,9 +146,13 @@ def simulate(
     front = arrivals
     if overhead.serial_s > 0:
         front = fifo_departures(arrivals, np.full(n, overhead.serial_s))
-    table = service.table(policy.max_batch_size, _LEVELS)
+    by_busy = [service] if isinstance(service, ServiceTimes) else list(service)
+    if not by_busy:
+        raise InvalidInput("simulate: need at least one service-time distribution")
+    by_busy += [by_busy[-1]] * (policy.instances - len(by_busy))
+    tables = [st.table(policy.max_batch_size, _LEVELS) for st in by_busy]
     levels = rng.integers(0, _LEVELS, n).tolist()
-    started, done, batches, busy_s = _run_batcher(front.tolist(), table, levels, policy)
+    started, done, batches, busy_s = _run_batcher(front.tolist(), tables, levels, policy)
     jitter = rng.choice(np.asarray(overhead.jitter_s), n) if overhead.jitter_s else np.zeros(n)
     return _summarise(arrivals, np.asarray(started), np.asarray(done), batches, busy_s, policy, overhead,
                       jitter, int(n * warmup_fraction))
@@ -182,7 +192,7 @@ def _summarise(
 
 
 def _run_batcher(
-    arrivals: list[float], table: list[list[float]], levels: list[int], policy: BatchPolicy
+    arrivals: list[float], tables: list[list[list[float]]], levels: list[int], policy: BatchPolicy
 ) -> tuple[list[float], list[float], int, float]:
     """The event loop: batch start and completion per request (nan when dropped), batches, busy time."""
     n = len(arrivals)
@@ -232,7 +242,8 @@ def _run_batcher(
                 nxt += 1
             else:
                 t = deadline
-        s = table[size][levels[batches]]
+        running = sum(1 for f in free if f > t)  # the other instances still computing
+        s = tables[running][size][levels[batches]]
         end = t + s
         for i in queue[head : head + size]:
             started[i] = t

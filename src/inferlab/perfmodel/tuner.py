@@ -114,7 +114,7 @@ def _max_rate(profile: Profile, config: ModelConfig, slo: Slo, protocol: str, se
     """Bisection on the rate between 0 and the capacity; the SLO metric grows with the rate."""
     service, policy = _per_worker(profile, config, workers)
     overhead = profile.overhead_for(protocol)
-    hi = capacity_rps(service, policy, overhead) * workers
+    hi = capacity_rps(service[-1], policy, overhead) * workers
     lo, best = 0.0, None
     for _ in range(_BISECTION_STEPS):
         mid = (lo + hi) / 2
@@ -130,10 +130,11 @@ def _max_rate(profile: Profile, config: ModelConfig, slo: Slo, protocol: str, se
     return Candidate(config, best, True, lo)
 
 
-def _per_worker(profile: Profile, config: ModelConfig, workers: int) -> tuple[ServiceTimes, BatchPolicy]:
+def _per_worker(profile: Profile, config: ModelConfig, workers: int) -> tuple[list[ServiceTimes], BatchPolicy]:
     """Each worker process runs instances / workers of the instances (candidates keep it a whole number)."""
-    service = profile.service_times(config.instances, config.runtime.intra_op_threads)
-    return service, replace(policy_from_config(config), instances=config.instances // workers)
+    per_worker = config.instances // workers
+    service = profile.service_times_by_busy(per_worker, workers, config.runtime.intra_op_threads)
+    return service, replace(policy_from_config(config), instances=per_worker)
 
 
 def _simplicity(config: ModelConfig) -> tuple[int, int, int]:
