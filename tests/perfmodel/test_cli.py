@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from inferlab.cli.main import cli
 from inferlab.perfmodel.profile import Profile, ProtocolOverhead
 from inferlab.tensors import TensorSpec
-from tests.conftest import SHARED_MODELS
+from tests.conftest import SHARED_MODELS, make_repository
 
 
 @pytest.fixture
@@ -76,3 +76,16 @@ def test_profile_command_writes_a_profile(tmp_path: Path) -> None:
 def test_profile_rejects_a_missing_model(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["profile", "nope", "--model-repository", str(tmp_path)])
     assert result.exit_code == 2 and "no " in result.output and "nope" in result.output
+
+
+def test_tune_applies_the_winner_and_validates_it(tmp_path: Path) -> None:
+    repo = make_repository(tmp_path / "repo", {"digits": "digits_mlp"})
+    prof = Profile("digits", (TensorSpec("input", "FP32", (64,)),), {"1x1": {1: (2e-5,), 4: (3e-5,)}},
+                   {"v2-json": ProtocolOverhead(serial_s=2e-4, delay_s=2e-4)})
+    path = tmp_path / "digits.profile.json"
+    prof.save(path)
+    result = CliRunner().invoke(cli, ["tune", "digits", "--profile", str(path), "--slo", "p99=50ms", "--rate", "50",
+                                      "--model-repository", str(repo), "--validate-seconds", "2", "--top", "2"])
+    assert result.exit_code == 0, result.output
+    assert "predicted vs measured at 50.0/s" in result.output
+    assert "max_batch_size: 0" in (repo / "digits" / "config.yaml").read_text()  # no batching wins at 50/s

@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
@@ -22,6 +22,9 @@ from inferlab.perfmodel.predict import ArrivalKind, Prediction, predict
 from inferlab.perfmodel.profile import DEFAULT_BATCH_SIZES, PROTOCOLS, Profile, record_service_times, setting_key
 from inferlab.perfmodel.tuner import Candidate, Slo
 from inferlab.perfmodel.tuner import tune as tune_configs
+
+if TYPE_CHECKING:
+    from inferlab.perfmodel.validate import Measured
 
 _WORKERS_HELP = "Server worker processes (`inferlab serve --workers`); each runs instances / workers instances."
 
@@ -105,10 +108,12 @@ def predict_cmd(profile_path: Path, config_path: Path | None, rate: float | None
 @click.option("--top", default=5, show_default=True, type=click.IntRange(1, 100), help="How many configs to print.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help=_WORKERS_HELP)
 @click.option("--no-apply", is_flag=True, help="Only predict: do not touch a server.")
+@click.option("--validate-seconds", "validate_s", default=10.0, show_default=True, type=click.FloatRange(0, 600),
+              help="Length of the open-loop validation run after applying (0: skip it).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def tune(model: str, slo: str, rate: float | None, max_rate: bool, profile_path: Path | None,
          repository: Path | None, url: str | None, protocol: str, top: int, workers: int, no_apply: bool,
-         as_json: bool) -> None:
+         validate_s: float, as_json: bool) -> None:
     """Find the batching/instance/thread config that meets a latency SLO, by prediction; apply the winner."""
     if (rate is None) == (not max_rate):
         raise click.UsageError("give exactly one of --rate R or --max-rate")
@@ -132,20 +137,55 @@ def tune(model: str, slo: str, rate: float | None, max_rate: bool, profile_path:
                                           + (f" at {rate:g}/s" if rate else " (highest rate)"), ranked[:top], target))
     if not winner.meets_slo:
         raise click.ClickException(f"no configuration meets {slo}" + (f" at {rate:g}/s" if rate else ""))
-    if not no_apply:
-        _apply_winner(url, repository, name, winner.config, workers)
+    if no_apply or (url is None and repository is None):
+        return
+    from inferlab.perfmodel.overhead import apply_config, encode_call
+    from inferlab.perfmodel.validate import measure_open_loop
+
+    with _server(url, repository, workers) as base_url:
+        apply_config(base_url, name, winner.config)
+        click.echo(f"applied to {base_url}: {_describe(winner.config)}", err=True)
+        if protocol == "none" or validate_s == 0:
+            return
+        target_rate = winner.prediction.rate_rps if rate else 0.8 * (winner.max_rate_rps or 0.0)
+        if target_rate <= 0:
+            return
+        count = int(min(max(200, target_rate * validate_s), 50_000))
+        predicted = predict(prof, winner.config, target_rate, protocol, workers=workers)
+        click.echo(f"validating: {count} Poisson requests at {target_rate:.1f}/s ...", err=True)
+        measured = measure_open_loop(base_url, encode_call(protocol, name, prof.inputs), target_rate, count)
+    _console().print(_validation_table(predicted, measured))
 
 
-def _apply_winner(url: str | None, repository: Path | None, name: str, config: ModelConfig, workers: int) -> None:
-    from inferlab.perfmodel.overhead import apply_config, server_process
+@contextmanager
+def _server(url: str | None, repository: Path | None, workers: int) -> Iterator[str]:
+    """The server to apply the winner to: the one at `url`, or a fresh one on the repository."""
+    from inferlab.perfmodel.overhead import server_process
 
     if url is not None:
-        apply_config(url, name, config)
-        click.echo(f"applied to {url}: {_describe(config)}", err=True)
+        yield url
     elif repository is not None:
         with server_process(repository, workers) as server:
-            apply_config(server.url, name, config)
-        click.echo(f"applied to {repository / name / 'config.yaml'}: {_describe(config)}", err=True)
+            yield server.url
+
+
+def _validation_table(p: Prediction, m: Measured) -> Table:
+    table = Table(title=f"predicted vs measured at {p.rate_rps:.1f}/s" + ("" if m.valid else
+                                                                          " (the load generator lagged)"))
+    for col in ("", "throughput/s", "p50 ms", "p95 ms", "p99 ms", "mean ms", "failed"):
+        table.add_column(col, justify="right")
+    s = p.sim
+    table.add_row("predicted", f"{s.throughput_rps:.1f}", _ms(s.p50_s), _ms(s.p95_s), _ms(s.p99_s),
+                  _ms(s.mean_latency_s), str(s.dropped))
+    table.add_row("measured", f"{m.throughput_rps:.1f}", _ms(m.p50_s), _ms(m.p95_s), _ms(m.p99_s), _ms(m.mean_s),
+                  str(m.failed))
+    table.add_row("error", _rel(s.throughput_rps, m.throughput_rps), _rel(s.p50_s, m.p50_s), _rel(s.p95_s, m.p95_s),
+                  _rel(s.p99_s, m.p99_s), _rel(s.mean_latency_s, m.mean_s), "")
+    return table
+
+
+def _rel(predicted: float, measured: float) -> str:
+    return f"{(predicted - measured) / measured * 100:+.0f}%" if measured > 0 else "-"
 
 
 def _describe(c: ModelConfig) -> str:
