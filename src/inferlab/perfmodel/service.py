@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -51,10 +50,6 @@ class ServiceTimes:
         """Deterministic service, the same for every batch size (the M/D/1 textbook case)."""
         return cls.from_samples({1: [seconds]})
 
-    def scaled(self, factor: float) -> ServiceTimes:
-        """The same shape with every time multiplied by `factor` (e.g. to model CPU contention)."""
-        return ServiceTimes(self.sizes, tuple(a * factor for a in self.sorted_samples))
-
     def quantiles(self, batch_size: int, u: FloatArray) -> FloatArray:
         """Service times at quantile levels `u` (each in [0, 1)) for a batch of `batch_size`."""
         lo, hi, w = self._neighbours(batch_size)
@@ -79,9 +74,6 @@ class ServiceTimes:
 
     def mean(self, batch_size: int) -> float:
         return self.moments(batch_size)[0]
-
-    def to_json(self) -> dict[str, Any]:
-        return {str(b): a.tolist() for b, a in zip(self.sizes, self.sorted_samples, strict=True)}
 
     def _neighbours(self, batch_size: int) -> tuple[int, int, float]:
         """Indices of the measured sizes around `batch_size` and the interpolation weight of the upper one."""
