@@ -106,6 +106,7 @@ def run(models: list[str], protocol: str | None, quick: bool, config_filter: str
 
 
 def main() -> None:
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]  # rows appear as they are measured
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="digits,mobilenet_v2")
     parser.add_argument("--configs", default=None, help="only configurations whose name contains this text")

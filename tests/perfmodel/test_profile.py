@@ -9,7 +9,7 @@ from inferlab.config import BatchingConfig, ModelConfig
 from inferlab.errors import InvalidInput
 from inferlab.perfmodel.overhead import apply_config, encode_call, measure_overhead, server_process
 from inferlab.perfmodel.predict import predict
-from inferlab.perfmodel.profile import Profile, record_service_times
+from inferlab.perfmodel.profile import Profile, ProtocolOverhead, record_service_times
 from tests.conftest import SHARED_MODELS, make_repository
 
 
@@ -72,3 +72,13 @@ def test_workers_split_the_load_and_the_instances() -> None:
     assert two_workers.policy.instances == 1  # each worker runs one of the two
     assert two_workers.capacity_rps == pytest.approx(2 / 0.012)
     assert two_workers.sim.throughput_rps == pytest.approx(100.0, rel=0.1)
+
+
+def test_model_slows_down_with_the_loops_load() -> None:
+    oh = ProtocolOverhead(serial_s=0.001, delay_s=0.0, model_slowdown=2.0, loop_busy=0.5)
+    prof = Profile("m", (), {"1x1": {1: (0.002,)}}, {"v2-json": oh})
+    assert prof.model_slowdown("v2-json", 0.25) == pytest.approx(1.5)
+    assert prof.model_slowdown("v2-json", 0.9) == pytest.approx(2.0)
+    assert prof.model_slowdown("none", 0.9) == 1.0
+    p = predict(prof, ModelConfig(), 10.0, requests=2000)
+    assert p.capacity_rps == pytest.approx(1 / 0.004)  # at saturation the loop is as busy as when measured

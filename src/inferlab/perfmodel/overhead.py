@@ -43,7 +43,7 @@ from inferlab.tensors import TensorSpec
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 _SATURATING_CONNECTIONS = 16
 _IDLE_GAPS_S = (0.0, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.02, 0.1)
-_MODEL_BOUND = 0.8  # model utilisation above which saturation says nothing about the loop
+_LOOP_BOUND = 0.8  # loop CPU share of the time per request above which the loop is the bottleneck
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +123,12 @@ def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, sec
     """Closed-loop runs with inferlab.loadgen (a lean client, so it measures the server).
 
     One connection gives the unloaded latency back to back, and again after idle gaps from 0.25 to
-    100 ms (the wake-up penalty curve). Then enough connections saturate the server: when the model
-    is not what limits it (the profiling server runs one instance, no batching), the saturated
-    throughput X gives the event loop's effective cost per request, 1/X, which includes its fight for
-    the cores with the model threads and the client, and the cheaper per-request work of a busy loop.
-    Otherwise the loop's own CPU time per request (from /proc) is the cost.
+    100 ms (the wake-up penalty curve). Then 16 connections saturate the server (one instance, no
+    batching). If the event loop is then nearly always on a core (its CPU time per request from /proc
+    is most of the time per request), the loop is the bottleneck and 1/throughput is its effective
+    cost per request, contention included; otherwise its CPU time per request is. The server's own
+    Server-Timing `infer` span under that load, over the model's time alone, is how much the loop and
+    the client slow the model down when both are busy.
     """
     url = server.url
     _closed(url, call, 1, requests=10)  # warm-up: connections, first-call allocations
@@ -139,13 +140,17 @@ def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, sec
     loaded = _closed(url, call, _SATURATING_CONNECTIONS, duration_s=seconds / 2)
     cpu_s = (_main_thread_cpu_s(server.pid) - cpu0) / max(1, loaded.counts.requests)
     per_request_s = 1.0 / loaded.ok_per_s
-    serial = per_request_s if model_s / per_request_s < _MODEL_BOUND else cpu_s
+    loop_busy = min(1.0, cpu_s / per_request_s)
+    serial = per_request_s if loop_busy >= _LOOP_BOUND else cpu_s
     warm = float(np.median(latencies))
     total = max(0.0, warm - model_s)
     serial = min(total, serial)
     curve = np.maximum.accumulate([0.0, *(max(0.0, float(np.median(lat)) - warm) for lat in penalties)])
+    infer = loaded.server_timing.get("infer")
+    slowdown = max(1.0, infer.mean_ms / 1e3 / model_s) if infer and model_s > 0 else 1.0
     return ProtocolOverhead(serial_s=serial, delay_s=total - serial, latency_s=tuple(latencies.tolist()),
-                            idle_gap_s=_IDLE_GAPS_S, idle_penalty_s=tuple(curve.tolist()))
+                            idle_gap_s=_IDLE_GAPS_S, idle_penalty_s=tuple(curve.tolist()),
+                            model_slowdown=slowdown, loop_busy=loop_busy)
 
 
 def target_for(url: str, call: InferCall) -> Target:

@@ -79,15 +79,21 @@ def predict(
 ) -> Prediction:
     """Simulate `requests` arrivals at `rate_rps` (a trace is rescaled to that mean rate) and cross-check.
 
-    With `workers` server processes (`inferlab serve --workers`), each runs its own front end and
-    batcher with ceil(instances / workers) instances and gets an equal random share of the requests,
-    so one worker is simulated at rate / workers and the totals are scaled back up.
+    The model's times are stretched by the slowdown measured in the server, in proportion to how busy
+    the event loop will be at this rate (`Profile.model_slowdown`); the capacity uses the slowdown at
+    saturation. With `workers` server processes (`inferlab serve --workers`), each runs its own front
+    end and batcher with ceil(instances / workers) instances and gets an equal random share of the
+    requests, so one worker is simulated at rate / workers and the totals are scaled back up.
     """
     per_worker = -(-config.instances // workers)
     service = profile.service_times_by_busy(per_worker, workers, config.runtime.intra_op_threads)
     policy = replace(policy_from_config(config), instances=per_worker)
-    return predict_with(service, profile.overhead_for(protocol), policy, rate_rps, arrivals, requests, seed,
-                        trace_s, workers)
+    overhead = profile.overhead_for(protocol)
+    slowdown = profile.model_slowdown(protocol, rate_rps / workers * overhead.serial_s)
+    p = predict_with([st.scaled(slowdown) for st in service], overhead, policy, rate_rps, arrivals, requests,
+                     seed, trace_s, workers)
+    at_capacity = profile.model_slowdown(protocol, capacity_rps(service[-1], policy, overhead) * overhead.serial_s)
+    return replace(p, capacity_rps=capacity_rps(service[-1].scaled(at_capacity), policy, overhead) * workers)
 
 
 def predict_with(

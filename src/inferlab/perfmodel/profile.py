@@ -55,6 +55,8 @@ class ProtocolOverhead:
     `delay_s` is the rest of the unloaded latency beyond the model (client, kernel, loopback), which
     adds to every request but does not queue. `idle_penalty_s[k]` is the extra latency of a request
     sent after the system sat idle for `idle_gap_s[k]`. `latency_s` keeps the raw back-to-back samples.
+    The model runs `model_slowdown` times slower in the server when the loop is as busy as `loop_busy`
+    (they share the cores; predictions scale the slowdown with the loop's predicted utilisation).
     """
 
     serial_s: float
@@ -62,6 +64,8 @@ class ProtocolOverhead:
     latency_s: tuple[float, ...] = ()
     idle_gap_s: tuple[float, ...] = ()
     idle_penalty_s: tuple[float, ...] = ()
+    model_slowdown: float = 1.0  # in-server model time under saturation / model time alone
+    loop_busy: float = 1.0  # the event loop's CPU share of the time per request under saturation
 
     def as_overhead(self) -> Overhead:
         jitter = np.asarray(self.latency_s) - float(np.median(self.latency_s)) if self.latency_s else np.zeros(0)
@@ -102,6 +106,13 @@ class Profile:
         return [self.service_times(k * workers, threads) if setting_key(k * workers, threads) in self.service_s
                 else full for k in range(1, instances)] + [full]
 
+    def model_slowdown(self, protocol: str, loop_utilisation: float) -> float:
+        """How much slower the model runs in the server with its loop this busy (1 with no measurement)."""
+        entry = self.overhead.get(protocol)
+        if entry is None or entry.model_slowdown <= 1.0:
+            return 1.0
+        return 1.0 + (entry.model_slowdown - 1.0) * min(1.0, loop_utilisation / max(entry.loop_busy, 1e-9))
+
     def overhead_for(self, protocol: str) -> Overhead:
         """The protocol's overhead, or none when the profile skipped the server (in-process predictions)."""
         entry = self.overhead.get(protocol)
@@ -115,7 +126,8 @@ class Profile:
             "service_s": {k: {str(b): list(v) for b, v in sorted(per.items())} for k, per in self.service_s.items()},
             "overhead": {
                 p: {"serial_s": o.serial_s, "delay_s": o.delay_s, "latency_s": list(o.latency_s),
-                    "idle_gap_s": list(o.idle_gap_s), "idle_penalty_s": list(o.idle_penalty_s)}
+                    "idle_gap_s": list(o.idle_gap_s), "idle_penalty_s": list(o.idle_penalty_s),
+                    "model_slowdown": o.model_slowdown, "loop_busy": o.loop_busy}
                 for p, o in self.overhead.items()
             },
             "machine": self.machine,
@@ -135,7 +147,8 @@ class Profile:
                 },
                 overhead={
                     p: ProtocolOverhead(float(o["serial_s"]), float(o["delay_s"]), tuple(o.get("latency_s", ())),
-                                        tuple(o.get("idle_gap_s", ())), tuple(o.get("idle_penalty_s", ())))
+                                        tuple(o.get("idle_gap_s", ())), tuple(o.get("idle_penalty_s", ())),
+                                        float(o.get("model_slowdown", 1.0)), float(o.get("loop_busy", 1.0)))
                     for p, o in raw.get("overhead", {}).items()
                 },
                 machine=dict(raw.get("machine", {})),

@@ -50,6 +50,10 @@ class ServiceTimes:
         """Deterministic service, the same for every batch size (the M/D/1 textbook case)."""
         return cls.from_samples({1: [seconds]})
 
+    def scaled(self, factor: float) -> ServiceTimes:
+        """The same shape with every time multiplied by `factor` (the model slowed by core sharing)."""
+        return ServiceTimes(self.sizes, tuple(a * factor for a in self.sorted_samples))
+
     def quantiles(self, batch_size: int, u: FloatArray) -> FloatArray:
         """Service times at quantile levels `u` (each in [0, 1)) for a batch of `batch_size`."""
         lo, hi, w = self._neighbours(batch_size)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from inferlab.config import BatchingConfig, ModelConfig
 from inferlab.errors import InvalidInput
-from inferlab.perfmodel.predict import Prediction, capacity_rps, policy_from_config, predict_with
+from inferlab.perfmodel.predict import Prediction, capacity_rps, policy_from_config, predict
 from inferlab.perfmodel.profile import Profile
 from inferlab.perfmodel.service import ServiceTimes
 from inferlab.perfmodel.simulator import BatchPolicy, SimResult
@@ -104,9 +104,7 @@ def tune(
 
 def _at_rate(profile: Profile, config: ModelConfig, slo: Slo, rate: float, protocol: str, seed: int,
              workers: int) -> Candidate:
-    service, policy = _per_worker(profile, config, workers)
-    p = predict_with(service, profile.overhead_for(protocol), policy, rate, requests=_SEARCH_REQUESTS, seed=seed,
-                     workers=workers)
+    p = predict(profile, config, rate, protocol, requests=_SEARCH_REQUESTS, seed=seed, workers=workers)
     return Candidate(config, p, slo.met(p))
 
 
@@ -118,14 +116,14 @@ def _max_rate(profile: Profile, config: ModelConfig, slo: Slo, protocol: str, se
     lo, best = 0.0, None
     for _ in range(_BISECTION_STEPS):
         mid = (lo + hi) / 2
-        p = predict_with(service, overhead, policy, mid, requests=_SEARCH_REQUESTS, seed=seed, workers=workers)
+        p = predict(profile, config, mid, protocol, requests=_SEARCH_REQUESTS, seed=seed, workers=workers)
         if slo.met(p):
             lo, best = mid, p
         else:
             hi = mid
     if best is None:
-        low = predict_with(service, overhead, policy, hi / 2 ** _BISECTION_STEPS, requests=_SEARCH_REQUESTS,
-                           seed=seed, workers=workers)
+        low = predict(profile, config, hi / 2 ** _BISECTION_STEPS, protocol, requests=_SEARCH_REQUESTS, seed=seed,
+                      workers=workers)
         return Candidate(config, low, False, 0.0)
     return Candidate(config, best, True, lo)
 
