@@ -19,7 +19,14 @@ from rich.table import Table
 
 from inferlab.config import ModelConfig
 from inferlab.perfmodel.predict import ArrivalKind, Prediction, predict
-from inferlab.perfmodel.profile import DEFAULT_BATCH_SIZES, PROTOCOLS, Profile, record_service_times, setting_key
+from inferlab.perfmodel.profile import (
+    DEFAULT_BATCH_SIZES,
+    PASSES,
+    PROTOCOLS,
+    Profile,
+    record_service_times,
+    setting_key,
+)
 from inferlab.perfmodel.tuner import Candidate, Slo
 from inferlab.perfmodel.tuner import tune as tune_configs
 
@@ -265,7 +272,7 @@ def _record_profile(model_file: Path, name: str, sizes: list[int], pairs: list[t
     """Time the model in process, then (unless `overhead_seconds` is None) the server around it, with a bar."""
     from inferlab.perfmodel.overhead import encode_call, measure_overhead, server_process
 
-    steps = len(sizes) * len(pairs) + (0 if overhead_seconds is None else len(PROTOCOLS))
+    steps = len(sizes) * len(pairs) * PASSES + (0 if overhead_seconds is None else len(PROTOCOLS))
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("profiling", total=steps)

@@ -43,6 +43,7 @@ DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 DEFAULT_SETTINGS = ((1, 1), (1, 2), (2, 1))  # (instances, threads): instances x threads <= 2 cores
 PROTOCOLS = ("v2-json", "v2-binary")  # whose overhead `inferlab profile` measures
 DYNAMIC_DIM = 32  # non-batch dynamic dimensions (sequence length) are profiled at this size
+PASSES = 3  # each (setting, batch size) point is timed in this many interleaved slices
 
 Progress = Callable[[str], None]
 
@@ -194,13 +195,15 @@ def record_service_times(
             config = ModelConfig(runtime=RuntimeOptions(intra_op_threads=threads, inter_op_threads=1))
             runtimes = [OnnxRuntime.load(version_dir, config) for _ in range(instances)]
             inputs = runtimes[0].inputs
-            per_size: dict[int, tuple[float, ...]] = {}
-            for b in batch_sizes:
-                if progress:
-                    progress(f"{name or model_file.stem}: {instances} instance(s) x {threads} thread(s), batch {b}")
-                feed = example_inputs(inputs, b)
-                per_size[b] = tuple(_time_concurrently(runtimes, feed, seconds_per_point, max_samples))
-            service[setting_key(instances, threads)] = per_size
+            per_size: dict[int, list[float]] = {b: [] for b in batch_sizes}
+            feeds = {b: example_inputs(inputs, b) for b in batch_sizes}
+            for _ in range(PASSES):  # sizes interleaved: a noisy moment on a shared machine hits all alike
+                for b in batch_sizes:
+                    if progress:
+                        progress(f"{name or model_file.stem}: {instances} instance(s) x {threads} thread(s), batch {b}")
+                    per_size[b].extend(_time_concurrently(runtimes, feeds[b], seconds_per_point / PASSES,
+                                                          max(3, max_samples // PASSES)))
+            service[setting_key(instances, threads)] = {b: tuple(sorted(v)) for b, v in per_size.items()}
             for rt in runtimes:
                 rt.close()
     return Profile(model=name or model_file.stem, inputs=tuple(_per_row(s) for s in inputs),
