@@ -13,10 +13,12 @@ import uvicorn
 from starlette.applications import Starlette
 
 from inferlab.config import ServerConfig
+from inferlab.functions.manager import FunctionManager
 from inferlab.repository.registry import ModelRegistry
 from inferlab.repository.store import ModelStore
 from inferlab.server.http import build_app
 from inferlab.server.service import InferenceService
+from inferlab.server.status import http_status
 from inferlab.server.web import HttpContext
 
 
@@ -27,8 +29,11 @@ class Server:
     config: ServerConfig
     service: InferenceService
     http_app: Starlette
+    functions: FunctionManager | None = None
 
     def close(self) -> None:
+        if self.functions is not None:
+            self.functions.close()
         self.service.registry.close()
 
 
@@ -38,7 +43,8 @@ def build(config: ServerConfig) -> Server:
     registry.load_all()
     service = InferenceService(registry)
     ctx = HttpContext(service, config.max_body_bytes, config.auth_token, config.protect_inference)
-    return Server(config, service, build_app(ctx))
+    functions = FunctionManager(service, http_status)
+    return Server(config, service, build_app(ctx, functions), functions)
 
 
 def uvicorn_config(server: Server) -> uvicorn.Config:
