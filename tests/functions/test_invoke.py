@@ -137,7 +137,8 @@ def test_model_not_listed_is_refused(fn_client: httpx.Client, tmp_path: Path) ->
 def test_deploy_checks_models_and_hooks(fn_client: httpx.Client, tmp_path: Path) -> None:
     missing = deploy(fn_client, "nomodel", write_function(tmp_path / "nomodel", DIGITS, models=["nope"]))
     assert missing.status_code == 400 and "'nope' is not a model" in missing.json()["error"]
-    broken = write_function(tmp_path / "broken", "from inferlab.functions import Handler\nclass B(Handler):\n    pass\n")
+    code = "from inferlab.functions import Handler\nclass B(Handler):\n    pass\n"
+    broken = write_function(tmp_path / "broken", code)
     reply = deploy(fn_client, "broken", broken)
     assert reply.status_code == 400 and "overrides neither handle() nor predict()" in reply.json()["error"]
     assert "broken" not in [row["name"] for row in fn_client.get("/system/functions").json()]

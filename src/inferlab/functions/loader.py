@@ -17,7 +17,9 @@ from inferlab.errors import InvalidInput
 from inferlab.functions.handler import HOOKS, Handler
 
 # hook -> its parameters after `self`
-_SIGNATURE = {"setup": (), "handle": ("request",), "decode": ("request",), "predict": ("inputs",), "encode": ("outputs",)}
+_SIGNATURE = {
+    "setup": (), "handle": ("request",), "decode": ("request",), "predict": ("inputs",), "encode": ("outputs",),
+}
 
 
 def load_handler(path: Path) -> type[Handler]:

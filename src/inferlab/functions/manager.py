@@ -88,10 +88,10 @@ class FunctionManager:
         self._get(name).remove()
         del self._deployments[name]
 
-    def scale(self, name: str, replicas: int) -> None:
+    def scale(self, name: str, replicas: Any) -> None:
         if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
             raise InvalidInput(f"replicas: {replicas!r} is not an integer >= 0")
-        self._get(name).scale(replicas)
+        self._get(name).scale(replicas)  # checked above: a non-negative int
 
     async def invoke(self, name: str, request: Request) -> Invocation:
         return await self._get(name).invoke(request)

@@ -126,8 +126,9 @@ def _serve(channel: BlockingChannel, handler: Handler, context: WorkerContext, c
 
 
 def _invoke(channel: BlockingChannel, handler: Handler, context: WorkerContext, inv_id: int, request: Request) -> None:
+    marks: dict[str, float] = {}
     context.local.inv_id = inv_id
-    context.local.marks = marks = {}
+    context.local.marks = marks
     start = perf_counter()
     try:
         response = as_response(handler.handle(request))

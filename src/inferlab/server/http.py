@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
