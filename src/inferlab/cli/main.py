@@ -9,6 +9,7 @@ import httpx
 
 from inferlab import __version__
 from inferlab.cli.client import ServerError
+from inferlab.cli.fn import deploy, fn
 from inferlab.cli.infer import infer
 from inferlab.cli.models import models
 from inferlab.cli.serve import serve
@@ -29,6 +30,8 @@ def cli() -> None:
 cli.add_command(serve)
 cli.add_command(models)
 cli.add_command(infer)
+cli.add_command(deploy)
+cli.add_command(fn)
 
 
 def main() -> None:
