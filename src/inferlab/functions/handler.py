@@ -79,7 +79,11 @@ class Context(Protocol):
 
     def infer(self, model: str, inputs: dict[str, Array], outputs: list[str] | None = None,
               version: str | None = None) -> dict[str, Array]:
-        """Run a server model (one listed under `models` in function.yaml) and wait for its outputs."""
+        """Run a server model (one listed under `models` in function.yaml) and wait for its outputs.
+
+        The output arrays are read-only views of the data received from the server; `.copy()` one
+        to change it in place.
+        """
         ...
 
     def timed(self, name: str) -> Any:

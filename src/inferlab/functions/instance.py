@@ -9,10 +9,11 @@ model's scheduler (and batcher) with direct inference calls.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import multiprocessing.context
-import socket
+import pickle
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any, Protocol
 from inferlab import errors
 from inferlab.errors import DeadlineExceeded, InferlabError, InvalidInput, RuntimeFailure
 from inferlab.functions import worker
-from inferlab.functions.channel import encode_frame, read_frame
+from inferlab.functions.channel import READ_BUFFER_BYTES, read_frame, socket_pair, write_frame
 from inferlab.functions.handler import Request, Response
 from inferlab.functions.spec import FunctionSpec
 from inferlab.messages import InferRequest, InferResponse
@@ -89,7 +90,7 @@ class Instance:
 
     async def start(self, check_only: bool = False) -> None:
         """Start the worker and wait (at most start_timeout_s) for its handler to load and set up."""
-        parent, child = socket.socketpair()
+        parent, child = socket_pair()
         self._process = self.processes.Process(  # type: ignore[attr-defined]  # contexts carry Process
             target=worker.main, args=(child, str(self.folder), self.spec, check_only),
             name=f"inferlab-fn-{self.id}", daemon=True,
@@ -99,7 +100,7 @@ class Instance:
             await loop.run_in_executor(None, self._process.start)
         finally:
             child.close()
-        reader, self._writer = await asyncio.open_unix_connection(sock=parent)
+        reader, self._writer = await asyncio.open_unix_connection(sock=parent, limit=READ_BUFFER_BYTES)
         try:
             await asyncio.wait_for(self._handshake(reader, check_only), self.spec.start_timeout_s)
         except BaseException as exc:
@@ -130,7 +131,8 @@ class Instance:
         call = _Call(loop.create_future())
         call.timer = loop.call_later(self.spec.timeout_s, self._expire, inv_id)
         self._calls[inv_id] = call
-        self._writer.write(encode_frame(("invoke", inv_id, request)))
+        body = pickle.PickleBuffer(request.body)  # sent out of band: see channel.py
+        write_frame(self._writer, ("invoke", inv_id, dataclasses.replace(request, body=b""), body))
         try:
             return await call.future
         finally:
@@ -143,7 +145,7 @@ class Instance:
             return
         self.state = "stopping"
         if self._writer is not None:
-            self._writer.write(encode_frame(("stop",)))
+            write_frame(self._writer, ("stop",))
         asyncio.get_running_loop().call_later(_STOP_GRACE_S, self.kill)
 
     def kill(self) -> None:
@@ -183,7 +185,9 @@ class Instance:
                 if kind == "result":
                     call = self._calls.get(message[1])
                     if call is not None and not call.future.done():
-                        call.future.set_result(WorkerResult(message[2], message[3], call.model_s, message[4]))
+                        response = message[2]
+                        response.body = bytes(message[3])
+                        call.future.set_result(WorkerResult(response, message[4], call.model_s, message[5]))
                 elif kind == "error":
                     call = self._calls.get(message[1])
                     if call is not None and not call.future.done():
@@ -217,7 +221,7 @@ class Instance:
         if call is not None:
             call.model_s += perf_counter() - start
         if self._writer is not None and self.state != "dead":
-            self._writer.write(encode_frame(reply))
+            write_frame(self._writer, reply)
 
     def _error(self, class_name: str, message: str) -> InferlabError:
         if class_name == worker.HANDLER_ERROR:

@@ -8,14 +8,16 @@ so `inferlab fn logs` shows prints and tracebacks.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import itertools
 import os
+import pickle
 import socket
 import sys
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,7 +58,7 @@ def main(sock: socket.socket, folder: str, spec: FunctionSpec, check_only: bool 
         channel.send(("failed", f"setup() raised {type(exc).__name__}: {exc}"))
         return
     channel.send(("ready",))
-    _serve(channel, handler, context, spec.concurrency)
+    _Worker(channel, handler, context, spec.concurrency).serve()
 
 
 class WorkerContext:
@@ -69,6 +71,7 @@ class WorkerContext:
         self._call_ids = itertools.count()
         self._pending: dict[int, Future[dict[str, Array]]] = {}
         self.local = threading.local()
+        self.pump: Callable[[], None] | None = None  # set when the handler runs on the reading thread
 
     @property
     def path(self) -> Path:
@@ -84,6 +87,8 @@ class WorkerContext:
         future: Future[dict[str, Array]] = Future()
         self._pending[call_id] = future
         self._channel.send(("infer", getattr(self.local, "inv_id", None), call_id, model, version, inputs, outputs))
+        while self.pump is not None and not future.done():
+            self.pump()
         return future.result()
 
     @contextmanager
@@ -108,21 +113,43 @@ class WorkerContext:
             future.set_exception(error_class(message[3]))
 
 
-def _serve(channel: BlockingChannel, handler: Handler, context: WorkerContext, concurrency: int) -> None:
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="handler")
-    while True:
+class _Worker:
+    """The frame loop. With concurrency 1 the handler runs on this thread and pumps its own model
+    replies (no thread hand-offs on the hot path); above 1, invocations go to a thread pool."""
+
+    def __init__(self, channel: BlockingChannel, handler: Handler, context: WorkerContext, concurrency: int) -> None:
+        self._channel = channel
+        self._handler = handler
+        self._context = context
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="handler") if concurrency > 1 else None
+        self._stopping = False
+        if self._pool is None:
+            context.pump = self.pump
+
+    def serve(self) -> None:
         try:
-            message = channel.receive()
+            while not self._stopping:
+                self.pump()
         except EOFError:
             return
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def pump(self) -> None:
+        """Read and act on one frame."""
+        message = self._channel.receive()
         kind = message[0]
         if kind == "invoke":
-            pool.submit(_invoke, channel, handler, context, message[1], message[2])
+            request: Request = message[2]
+            request.body = message[3]
+            if self._pool is None:
+                _invoke(self._channel, self._handler, self._context, message[1], request)
+            else:
+                self._pool.submit(_invoke, self._channel, self._handler, self._context, message[1], request)
         elif kind in ("model_ok", "model_error"):
-            context.resolve(message)
+            self._context.resolve(message)
         elif kind == "stop":
-            pool.shutdown(wait=True)
-            return
+            self._stopping = True
 
 
 def _invoke(channel: BlockingChannel, handler: Handler, context: WorkerContext, inv_id: int, request: Request) -> None:
@@ -138,7 +165,8 @@ def _invoke(channel: BlockingChannel, handler: Handler, context: WorkerContext, 
         traceback.print_exc()
         channel.send(("error", inv_id, HANDLER_ERROR, f"{type(exc).__name__}: {exc}"))
     else:
-        channel.send(("result", inv_id, response, perf_counter() - start, marks))
+        body = pickle.PickleBuffer(response.body)  # sent out of band: see channel.py
+        channel.send(("result", inv_id, dataclasses.replace(response, body=b""), body, perf_counter() - start, marks))
     finally:
         context.local.inv_id = None
         context.local.marks = None
