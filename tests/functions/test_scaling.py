@@ -85,3 +85,16 @@ def test_min_instances_and_manual_scale(fn_client: httpx.Client, tmp_path: Path)
     wait_until(lambda: status(fn_client, "warm")["replicas"] == 1)  # the hold ends; min_instances stays
     bad = fn_client.post("/system/scale-function/warm", json={"replicas": -1})
     assert bad.status_code == 400 and "replicas" in bad.json()["error"]
+
+
+def test_histogram_keep_warm_prewarms_before_the_next_call(fn_client: httpx.Client, tmp_path: Path) -> None:
+    folder = write_function(tmp_path / "periodic", SLOW.replace("0.15", "0"), keep_warm="histogram",
+                            idle_timeout_s=0.2, scale_down_delay_s=0)
+    assert deploy(fn_client, "periodic", folder).status_code == 202
+    cold = []
+    for _ in range(13):  # a call every ~0.4 s: 8 idle gaps teach the histogram, the rest use it
+        cold.append(fn_client.post("/function/periodic").headers["x-cold-start"] == "true")
+        time.sleep(0.4)
+    assert cold[-3:] == [False, False, False]  # pre-warmed in time, though it was unloaded in between
+    reasons = [e["reason"] for e in status(fn_client, "periodic")["metrics"]["scale_events"]]
+    assert "pre-warm (histogram)" in reasons and "outside keep-warm window (histogram)" in reasons

@@ -84,7 +84,7 @@ class Deployment:
     """Owns one function's instances; `invoke` is the data path, `reconcile` the scaling step."""
 
     def __init__(self, spec: FunctionSpec, folder: Path, models: ModelService,
-                 processes: multiprocessing.context.BaseContext) -> None:
+                 processes: multiprocessing.context.BaseContext, tick_s: float) -> None:
         self.spec = spec
         self.folder = folder
         self.instances: list[Instance] = []
@@ -92,11 +92,13 @@ class Deployment:
         self.stats = FunctionStats()
         self._models = models
         self._processes = processes
+        self._tick_s = tick_s
         self._policy = ScalePolicy(spec.min_instances, spec.max_instances, spec.concurrency, spec.idle_timeout_s)
         self._histogram = IdleHistogram()
         self._waiters: deque[asyncio.Future[Instance]] = deque()
         self._inflight = 0
-        self._idle_since = perf_counter()
+        self._idle_since = perf_counter()  # deploy time until the first call ends
+        self._called = False  # the deploy -> first call gap is not an idle gap between calls
         self._peaks: deque[tuple[float, int]] = deque()
         self._peak = 0
         self._floor = (0, 0.0)
@@ -108,8 +110,9 @@ class Deployment:
     # --- data path -------------------------------------------------------------------------------
     async def invoke(self, request: Request) -> Invocation:
         arrived = perf_counter()
-        if self._demand() == 0:
+        if self._demand() == 0 and self._called:
             self._histogram.record(arrived - self._idle_since)
+        self._called = True
         instance = self._free_instance()
         if instance is not None:
             self._take(instance)
@@ -214,7 +217,8 @@ class Deployment:
         window = None
         if self.spec.keep_warm == "histogram":
             starts = self.stats.cold_start_s
-            window = self._histogram.window(sum(starts) / len(starts) if starts else 0.0)
+            # wake early enough for a tick to notice and an instance to start before the next arrival
+            window = self._histogram.window(self._tick_s + (sum(starts) / len(starts) if starts else 0.0))
         self._apply(self._policy.decide(inputs, window), alive)
 
     def scale(self, replicas: int) -> None:

@@ -56,6 +56,7 @@ class FunctionManager:
         self._processes = _forkserver()
         self._deployments: dict[str, Deployment] = {}
         self._serial = itertools.count(1)
+        self._tick_s = tick_s
         self._autoscaler = AutoscalerLoop(lambda: self._deployments.values(), tick_s)
         self.async_calls = AsyncCalls(self.invoke, error_status)
 
@@ -75,7 +76,7 @@ class FunctionManager:
         except BaseException:
             shutil.rmtree(incoming, ignore_errors=True)
             raise
-        deployment = Deployment(spec, folder, self._models, self._processes)
+        deployment = Deployment(spec, folder, self._models, self._processes, self._tick_s)
         old = self._deployments.get(name)
         self._deployments[name] = deployment
         if old is not None:
