@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Protocol
 
+log = logging.getLogger("inferlab.functions")
 _FIRST_EDGE_S = 0.01
 _GROWTH = 1.25
 _BUCKETS = math.ceil(math.log(3600 / _FIRST_EDGE_S) / math.log(_GROWTH))  # 10 ms .. 1 h
@@ -154,5 +156,8 @@ class AutoscalerLoop:
         while True:
             now = perf_counter()
             for target in list(self._targets()):
-                target.reconcile(now)
+                try:
+                    target.reconcile(now)
+                except Exception:  # one function's failure must not stop scaling for the others
+                    log.exception("autoscaler: reconcile failed")
             await asyncio.sleep(self._tick_s)
