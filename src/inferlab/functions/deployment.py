@@ -15,7 +15,7 @@ import multiprocessing.context
 import shutil
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
 from typing import Any
@@ -25,11 +25,11 @@ from inferlab.functions.autoscaler import Decision, IdleHistogram, ScaleInputs, 
 from inferlab.functions.handler import Request, Response
 from inferlab.functions.instance import Instance, InstanceFailed, ModelService
 from inferlab.functions.spec import FunctionSpec
+from inferlab.functions.stats import FunctionCollectors, FunctionStats
 
 log = logging.getLogger("inferlab.functions")
 _RETRY_START_AFTER_S = 1.0
 _LOG_LINES = 2000
-_HISTORY = 500
 
 
 class FunctionNotFound(ModelNotFound):
@@ -49,47 +49,17 @@ class Invocation:
     marks: dict[str, float]
 
 
-@dataclass(slots=True)
-class FunctionStats:
-    """Counters and bounded histories shown by /system/functions."""
-
-    created_at: float = field(default_factory=time.time)
-    invocations: int = 0
-    errors: int = 0
-    cold_starts: int = 0
-    cold_requests: int = 0
-    start_failures: int = 0
-    cold_start_s: deque[float] = field(default_factory=lambda: deque(maxlen=100))
-    scale_events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=_HISTORY))
-    instances: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=_HISTORY))
-
-    def as_dict(self) -> dict[str, Any]:
-        starts = list(self.cold_start_s)
-        return {
-            "invocations": self.invocations,
-            "errors": self.errors,
-            "cold_starts": self.cold_starts,
-            "cold_requests": self.cold_requests,
-            "start_failures": self.start_failures,
-            "cold_start_ms": {
-                "last": round(starts[-1] * 1000, 3) if starts else None,
-                "mean": round(sum(starts) / len(starts) * 1000, 3) if starts else None,
-            },
-            "scale_events": list(self.scale_events),
-            "instances_over_time": [{"t": round(t, 3), "instances": n} for t, n in self.instances],
-        }
-
-
 class Deployment:
     """Owns one function's instances; `invoke` is the data path, `reconcile` the scaling step."""
 
     def __init__(self, spec: FunctionSpec, folder: Path, models: ModelService,
-                 processes: multiprocessing.context.BaseContext, tick_s: float) -> None:
+                 processes: multiprocessing.context.BaseContext, tick_s: float,
+                 collectors: FunctionCollectors | None = None) -> None:
         self.spec = spec
         self.folder = folder
         self.instances: list[Instance] = []
         self.logs: deque[dict[str, Any]] = deque(maxlen=_LOG_LINES)
-        self.stats = FunctionStats()
+        self.stats = FunctionStats(spec.name, collectors)
         self._models = models
         self._processes = processes
         self._tick_s = tick_s
@@ -119,19 +89,17 @@ class Deployment:
         else:
             instance = await self._wait_for_instance()
         dispatched = perf_counter()
-        self.stats.invocations += 1
+        cold_s = instance.ready_at - arrived if instance.ready_at > arrived else None
         try:
             result = await instance.invoke(request)
         except BaseException:
-            self.stats.errors += 1
+            self.stats.invoked(ok=False, cold=cold_s is not None)
             raise
         finally:
             instance.inflight -= 1
             self._inflight -= 1
             self._released(instance)
-        cold_s = instance.ready_at - arrived if instance.ready_at > arrived else None
-        if cold_s is not None:
-            self.stats.cold_requests += 1
+        self.stats.invoked(ok=True, cold=cold_s is not None)
         return Invocation(
             response=result.response, instance=instance.id, queue_s=dispatched - arrived - (cold_s or 0.0),
             cold_start_s=cold_s, handler_s=result.handler_s, model_s=result.model_s, marks=result.marks,
@@ -216,9 +184,8 @@ class Deployment:
         )
         window = None
         if self.spec.keep_warm == "histogram":
-            starts = self.stats.cold_start_s
             # wake early enough for a tick to notice and an instance to start before the next arrival
-            window = self._histogram.window(self._tick_s + (sum(starts) / len(starts) if starts else 0.0))
+            window = self._histogram.window(self._tick_s + self.stats.mean_cold_start_s())
         self._apply(self._policy.decide(inputs, window), alive)
 
     def scale(self, replicas: int) -> None:
@@ -241,10 +208,7 @@ class Deployment:
                 instance.stop()
         after = len(self._alive())
         if after != current:
-            self.stats.scale_events.append(
-                {"t": round(time.time() - self.stats.created_at, 3), "from": current, "to": after,
-                 "reason": decision.reason}
-            )
+            self.stats.scaled(current, after, decision.reason)
             self._record_instances()
 
     def _start_instance(self) -> None:
@@ -266,8 +230,7 @@ class Deployment:
         if self._removed:
             instance.kill()
             return
-        self.stats.cold_starts += 1
-        self.stats.cold_start_s.append(instance.ready_at - instance.started_at)
+        self.stats.started(instance.ready_at - instance.started_at)
         self._record_instances()
         self._dispatch()
 
@@ -292,10 +255,7 @@ class Deployment:
             self.reconcile(perf_counter())
 
     def _record_instances(self) -> None:
-        ready = sum(1 for i in self.instances if i.state == "ready")
-        history = self.stats.instances
-        if not history or history[-1][1] != ready:
-            history.append((time.time() - self.stats.created_at, ready))
+        self.stats.ready_instances(sum(1 for i in self.instances if i.state == "ready"))
 
     def _log(self, instance_id: str, text: str) -> None:
         self.logs.append({"timestamp": round(time.time(), 3), "instance": instance_id, "text": text})

@@ -8,6 +8,7 @@ pays for the handler's own imports and setup(), not for starting Python.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import multiprocessing
 import multiprocessing.context
@@ -21,6 +22,8 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any, Protocol
 
+from prometheus_client import CollectorRegistry
+
 from inferlab.errors import InferlabError, InvalidInput, ModelNotFound
 from inferlab.functions.async_calls import AsyncCalls
 from inferlab.functions.autoscaler import AutoscalerLoop
@@ -29,6 +32,7 @@ from inferlab.functions.handler import Request
 from inferlab.functions.instance import Instance, ModelService
 from inferlab.functions.package import unpack_files
 from inferlab.functions.spec import FunctionSpec, check_function_name
+from inferlab.functions.stats import FunctionCollectors
 
 
 class ModelCatalog(ModelService, Protocol):
@@ -42,13 +46,13 @@ class FunctionManager:
 
     Example::
 
-        manager = FunctionManager(service, error_status=http_status)
+        manager = FunctionManager(service, http_status, registry=metrics.registry)
         await manager.deploy("echo", pack_folder(Path("examples/echo")))
         invocation = await manager.invoke("echo", Request(b"hi"))
     """
 
     def __init__(self, models: ModelCatalog, error_status: Callable[[InferlabError], int],
-                 root: Path | None = None, tick_s: float = 0.05) -> None:
+                 registry: CollectorRegistry | None = None, root: Path | None = None, tick_s: float = 0.05) -> None:
         self._models = models
         self._own_root = root is None
         self.root = root or Path(tempfile.mkdtemp(prefix="inferlab-functions-"))
@@ -57,6 +61,7 @@ class FunctionManager:
         self._deployments: dict[str, Deployment] = {}
         self._serial = itertools.count(1)
         self._tick_s = tick_s
+        self._collectors = FunctionCollectors(registry) if registry is not None else None
         self._autoscaler = AutoscalerLoop(lambda: self._deployments.values(), tick_s)
         self.async_calls = AsyncCalls(self.invoke, error_status)
 
@@ -65,7 +70,7 @@ class FunctionManager:
         check_function_name(name, "service")
         if overrides is not None and not isinstance(overrides, dict):
             raise InvalidInput("'config' must be a mapping of function.yaml keys to values")
-        incoming = unpack_files(files, self.root)
+        incoming = await asyncio.to_thread(unpack_files, files, self.root)  # disk writes off the event loop
         try:
             spec = FunctionSpec.from_folder(incoming, {**(overrides or {}), "name": name})
             self._check_models(spec)
@@ -76,7 +81,7 @@ class FunctionManager:
         except BaseException:
             shutil.rmtree(incoming, ignore_errors=True)
             raise
-        deployment = Deployment(spec, folder, self._models, self._processes, self._tick_s)
+        deployment = Deployment(spec, folder, self._models, self._processes, self._tick_s, self._collectors)
         old = self._deployments.get(name)
         self._deployments[name] = deployment
         if old is not None:
@@ -88,6 +93,8 @@ class FunctionManager:
     def remove(self, name: str) -> None:
         self._get(name).remove()
         del self._deployments[name]
+        if self._collectors is not None:
+            self._collectors.forget(name)
 
     def scale(self, name: str, replicas: Any) -> None:
         if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
