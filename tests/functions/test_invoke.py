@@ -150,3 +150,26 @@ def test_management_needs_the_token(fn_server: tuple[Server, str], tmp_path: Pat
         body = deploy_body("echo3", write_function(tmp_path / "echo3", ECHO))
         assert anonymous.post("/system/functions", json=body).status_code == 401
         assert anonymous.post("/system/scale-function/echo3", json={"replicas": 1}).status_code == 401
+
+
+BROKEN_SETUP = """
+    from inferlab.functions import Handler, Request
+
+    class Broken(Handler):
+        def setup(self) -> None:
+            raise RuntimeError("weights file missing")
+
+        def handle(self, request: Request) -> str:
+            return "never"
+"""
+
+
+def test_failing_setup_is_reported_and_not_retried_in_a_loop(fn_client: httpx.Client, tmp_path: Path) -> None:
+    folder = write_function(tmp_path / "bad-setup", BROKEN_SETUP, min_instances=1)
+    assert deploy(fn_client, "bad-setup", folder).status_code == 202  # hooks are fine; setup runs per instance
+    reply = fn_client.post("/function/bad-setup")
+    assert reply.status_code == 500
+    assert "failed to start: setup() raised RuntimeError: weights file missing" in reply.json()["error"]
+    failures = fn_client.get("/system/function/bad-setup").json()["metrics"]["start_failures"]
+    assert 1 <= failures <= 3  # backed off, not one start per autoscaler tick
+    assert "weights file missing" in fn_client.get("/system/logs", params={"name": "bad-setup"}).text

@@ -120,10 +120,8 @@ class Deployment:
         self._peak = max(self._peak, self._demand())
 
     async def _wait_for_instance(self) -> Instance:
-        if self._last_failure is not None and not self._alive():
-            failed_at, message = self._last_failure
-            if perf_counter() - failed_at < _RETRY_START_AFTER_S:
-                raise InstanceFailed(message)
+        if self._last_failure is not None and self._backing_off() and not self._alive():
+            raise InstanceFailed(self._last_failure[1])
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Instance] = loop.create_future()
         self._waiters.append(waiter)
@@ -158,6 +156,10 @@ class Deployment:
             if not waiter.done():
                 self._take(instance)
                 waiter.set_result(instance)
+
+    def _backing_off(self) -> bool:
+        """Just after a failed start: no new starts (a broken setup() must not fork in a loop)."""
+        return self._last_failure is not None and perf_counter() - self._last_failure[0] < _RETRY_START_AFTER_S
 
     def _demand(self) -> int:
         return self._inflight + len(self._waiters)
@@ -199,7 +201,7 @@ class Deployment:
 
     def _apply(self, decision: Decision, alive: list[Instance]) -> None:
         current = len(alive)
-        if decision.target > current:
+        if decision.target > current and not self._backing_off():
             for _ in range(decision.target - current):
                 self._start_instance()
         elif decision.target < current:
