@@ -17,6 +17,7 @@ import uvloop
 from starlette.applications import Starlette
 
 from inferlab.config import ServerConfig
+from inferlab.functions.manager import FunctionManager
 from inferlab.repository.registry import ModelRegistry
 from inferlab.repository.store import ModelStore
 from inferlab.runtimes import RuntimeLoader
@@ -24,6 +25,7 @@ from inferlab.server.grpc import start_grpc
 from inferlab.server.http import build_app
 from inferlab.server.metrics import Metrics
 from inferlab.server.service import InferenceService
+from inferlab.server.status import http_status
 from inferlab.server.sync import RepositorySync
 from inferlab.server.timing import AccessLog, access_logger
 from inferlab.server.web import HttpContext
@@ -38,8 +40,11 @@ class Server:
     service: InferenceService
     http_app: Starlette
     grpc_port: int | None = None  # the bound gRPC port once serving (config.grpc_port may be 0)
+    functions: FunctionManager | None = None
 
     def close(self) -> None:
+        if self.functions is not None:
+            self.functions.close()
         self.service.registry.close()
 
 
@@ -60,7 +65,9 @@ def build(config: ServerConfig, workers: int = 1, runtimes: dict[str, RuntimeLoa
         sync.start()
     service = InferenceService(registry, metrics, AccessLog(config.access_log), sync)
     ctx = HttpContext(service, config.max_body_bytes, config.auth_token, config.protect_inference)
-    return Server(config, service, build_app(ctx))
+    # Functions live in one process: with several workers each would hold its own set.
+    functions = FunctionManager(service, http_status, registry=metrics.registry) if workers == 1 else None
+    return Server(config, service, build_app(ctx, functions), functions=functions)
 
 
 def uvicorn_config(server: Server) -> uvicorn.Config:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -10,26 +13,40 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from inferlab.errors import InferlabError
+from inferlab.functions.manager import FunctionManager
 from inferlab.server import openapi
-from inferlab.server.protocols import kserve_http, repository_http, tfaas, tfserving
+from inferlab.server.protocols import functions_http, kserve_http, repository_http, tfaas, tfserving
 from inferlab.server.status import http_headers, http_status
 from inferlab.server.web import HttpContext, json_response
 
 log = logging.getLogger("inferlab.server")
 
 
-def build_app(ctx: HttpContext) -> Starlette:
+def build_app(ctx: HttpContext, functions: FunctionManager | None = None) -> Starlette:
     """The HTTP app: inference routes first, since the router tries routes in order."""
     routes = [*kserve_http.routes(ctx), *repository_http.routes(ctx), *tfserving.routes(ctx), *tfaas.routes(ctx),
               *openapi.routes(), ctx.service.metrics.route()]
+    if functions is not None:
+        routes += functions_http.routes(ctx, functions)
     return Starlette(
         routes=routes,
+        lifespan=_functions_lifespan(functions),
         exception_handlers={
             InferlabError: _inferlab_error,
             HTTPException: _http_error,
             Exception: _unexpected_error,
         },
     )
+
+
+def _functions_lifespan(functions: FunctionManager | None) -> Any:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        if functions is not None:
+            await functions.aclose()
+
+    return lifespan
 
 
 async def _inferlab_error(request: Request, exc: Exception) -> Response:
