@@ -55,6 +55,7 @@ class DynamicBatcher:
         self._observer = observer or NullObserver()
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self._scheduling = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -103,6 +104,15 @@ class DynamicBatcher:
 
     def _schedule(self) -> None:
         """Form and start batches while an instance is free and the policy says go."""
+        if self._scheduling:  # an inline batch finished inside the loop below, which goes on by itself
+            return
+        self._scheduling = True
+        try:
+            self._form_batches()
+        finally:
+            self._scheduling = False
+
+    def _form_batches(self) -> None:
         while self._pool.free and not self._closed:
             head = self._queue.head()
             if head is None:
