@@ -24,6 +24,8 @@ from inferlab.batching.queue import Entry, RequestQueue
 from inferlab.errors import DeadlineExceeded, InferlabError, ModelNotReady, RuntimeFailure
 from inferlab.messages import InferRequest
 
+_TIMER_TICK_S = 0.001
+
 
 class BatchObserver(Protocol):
     """Told about every batch formed and every change of queue depth (metrics implement this)."""
@@ -53,7 +55,7 @@ class DynamicBatcher:
         self._policy = policy
         self._queue = RequestQueue(what, max_queue_size)
         self._observer = observer or NullObserver()
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
         self._closed = False
         self._scheduling = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -126,9 +128,18 @@ class DynamicBatcher:
             self._start(self._queue.take(count), cause)
 
     def _wake_in(self, delay_s: float) -> None:
+        """Run `_schedule` again in `delay_s`, to within tens of microseconds.
+
+        Event-loop timers tick in whole milliseconds (uvloop rounds to the nearest one), so the last
+        millisecond is waited by yielding to the loop, which keeps serving sockets meanwhile.
+        """
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_later(max(delay_s, 0.0), self._on_timer)
+        loop = asyncio.get_running_loop()
+        if delay_s > _TIMER_TICK_S:
+            self._timer = loop.call_later(delay_s - _TIMER_TICK_S, self._on_timer)
+        else:
+            self._timer = loop.call_soon(self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
