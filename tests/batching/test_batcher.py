@@ -179,3 +179,22 @@ def test_inline_fast_path_for_a_tiny_model_keeps_results_exact(recorder: Recorde
     asyncio.run(main())
     assert recorder.rows == [2] * 20
     assert flushes.causes == {"full": 20}
+
+
+def test_instances_run_batches_at_the_same_time(recorder: Recorder) -> None:
+    batcher, _ = make(recorder, BatchPolicy(), instances=2)
+    recorder.gate.clear()
+
+    async def main() -> None:
+        calls = [asyncio.ensure_future(batcher.run(*request(np.zeros((1, 2), np.float32)))) for _ in range(3)]
+        for _ in range(500):
+            if recorder.running == 2:
+                break
+            await asyncio.sleep(0.001)
+        assert recorder.running == 2 and batcher.depth == 1
+        recorder.gate.set()
+        await asyncio.gather(*calls)
+
+    asyncio.run(main())
+    assert recorder.most_at_once == 2
+    assert recorder.rows == [1, 1, 1]
