@@ -148,7 +148,7 @@ def test_full_queue_is_refused_at_once(recorder: Recorder) -> None:
 
 
 def test_request_that_expires_in_the_queue_is_never_run(recorder: Recorder) -> None:
-    batcher, _ = make(recorder, BatchPolicy())
+    batcher, flushes = make(recorder, BatchPolicy())
     recorder.gate.clear()
 
     async def main() -> None:
@@ -160,6 +160,7 @@ def test_request_that_expires_in_the_queue_is_never_run(recorder: Recorder) -> N
             await batcher.run(*request(np.ones((7, 2), np.float32), timeout_s=0.01))
         assert perf_counter() - start < 0.5, "the 504 comes when the deadline passes, not when the queue moves"
         assert batcher.depth == 0
+        assert flushes.depths[-1] == 0, "the expiry is seen by the queue-depth gauge"
         recorder.gate.set()
         await running
 

@@ -53,8 +53,8 @@ class DynamicBatcher:
         self._what = what
         self._pool = pool
         self._policy = policy
-        self._queue = RequestQueue(what, max_queue_size)
         self._observer = observer or NullObserver()
+        self._queue = RequestQueue(what, max_queue_size, self._observer.queue_depth)
         self._timer: asyncio.Handle | None = None
         self._closed = False
         self._scheduling = False
@@ -83,7 +83,6 @@ class DynamicBatcher:
         self._loop = loop = asyncio.get_running_loop()
         future: asyncio.Future[Outputs] = loop.create_future()
         self._queue.put(Entry(request, rows, key, future, deadline))
-        self._observer.queue_depth(len(self._queue))
         self._schedule()
         return await future
 
@@ -152,7 +151,6 @@ class DynamicBatcher:
             entry.request.timings.batch_start = now
             rows += entry.rows
         self._observer.flushed(cause, rows)
-        self._observer.queue_depth(len(self._queue))
         first = entries[0].request
         if len(entries) == 1:
             inputs = first.inputs
