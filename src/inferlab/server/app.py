@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import uvicorn
 import uvloop
@@ -29,7 +29,7 @@ from inferlab.server.status import http_status
 from inferlab.server.sync import RepositorySync
 from inferlab.server.timing import AccessLog, access_logger
 from inferlab.server.web import HttpContext
-from inferlab.server.workers import MULTIPROC_ENV, supervise
+from inferlab.server.workers import supervise
 
 
 @dataclass(slots=True)
@@ -46,16 +46,21 @@ class Server:
         if self.functions is not None:
             self.functions.close()
         self.service.registry.close()
+        self.service.metrics.close()
 
 
-def build(config: ServerConfig, workers: int = 1, runtimes: dict[str, RuntimeLoader] | None = None) -> Server:
+def build(
+    config: ServerConfig, workers: int = 1, runtimes: dict[str, RuntimeLoader] | None = None,
+    metrics_dir: Path | None = None,
+) -> Server:
     """Open the repository, load its models, and build the HTTP app around the service.
 
     `workers` > 1: this is one of that many worker processes (server/workers.py): each runs its share
     of every model's instances, and repository changes are shared through server/sync.py.
-    `runtimes` replaces the platform table (tests add in-memory runtimes this way).
+    `runtimes` replaces the platform table (tests add in-memory runtimes this way); `metrics_dir` is
+    where the workers share their metrics.
     """
-    metrics = Metrics(os.environ.get(MULTIPROC_ENV) if workers > 1 else None)
+    metrics = Metrics(metrics_dir)
     registry = ModelRegistry(
         ModelStore(config.model_repository), runtimes, observer=metrics.model, instance_share=workers
     )
@@ -123,10 +128,10 @@ def run(config: ServerConfig, workers: int = 1) -> None:
         server.close()
 
 
-def serve_worker(config: ServerConfig, workers: int, sock: socket.socket) -> None:
+def serve_worker(config: ServerConfig, workers: int, sock: socket.socket, metrics_dir: Path) -> None:
     """One of `workers` processes (server/workers.py): a whole server accepting on the shared socket."""
     configure_logging()
-    server = build(config, workers)
+    server = build(config, workers, metrics_dir=metrics_dir)
     try:
         _run_loop(server, uvicorn.Server(uvicorn_config(server)), [sock])
     finally:
