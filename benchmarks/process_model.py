@@ -56,7 +56,6 @@ class reuseport_workers:
 
     def __enter__(self) -> str:
         port = free_port()
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = self.metrics = tempfile.mkdtemp()
         ctx = mp.get_context("spawn")
         self.procs = [ctx.Process(target=_reuseport_worker, args=(self.repo, port, self.workers))
                       for _ in range(self.workers)]
@@ -71,7 +70,6 @@ class reuseport_workers:
         for p in self.procs:
             p.terminate()
             p.join()
-        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 
 def _reuseport_worker(repo: Path, port: int, workers: int) -> None:

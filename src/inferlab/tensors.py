@@ -60,7 +60,7 @@ class TensorSpec:
 
     def check(self, array: Array) -> None:
         """Raise InvalidInput naming what differs between `array` and this spec."""
-        got = NUMPY_TO_V2.get(array.dtype, str(array.dtype))
+        got = NUMPY_TO_V2.get(array.dtype) or str(array.dtype)
         if got != self.datatype:
             raise InvalidInput(f"input '{self.name}': expected datatype {self.datatype}, got {got}")
         if len(array.shape) != len(self.shape) or any(

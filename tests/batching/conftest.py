@@ -20,6 +20,19 @@ class Recorder:
         self.gate = threading.Event()
         self.gate.set()
         self.started = threading.Event()
+        self.running = 0
+        self.most_at_once = 0
+        self._lock = threading.Lock()
+
+    def enter(self) -> None:
+        with self._lock:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        self.started.set()
+
+    def leave(self) -> None:
+        with self._lock:
+            self.running -= 1
 
     def load(self, path: Path, config: ModelConfig) -> RecordingRuntime:
         return RecordingRuntime(self)
@@ -39,11 +52,14 @@ class RecordingRuntime:
         self._recorder = recorder
 
     def infer(self, inputs: dict[str, Array], outputs: list[str] | None) -> dict[str, Array]:
-        self._recorder.started.set()
-        self._recorder.gate.wait(10)
-        x = inputs["x"]
-        self._recorder.batches.append(x.shape)
-        return {"y": x * 2 + 1}
+        self._recorder.enter()
+        try:
+            self._recorder.gate.wait(10)
+            x = inputs["x"]
+            self._recorder.batches.append(x.shape)
+            return {"y": x * 2 + 1}
+        finally:
+            self._recorder.leave()
 
     def close(self) -> None:
         pass

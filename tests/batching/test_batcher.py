@@ -148,7 +148,7 @@ def test_full_queue_is_refused_at_once(recorder: Recorder) -> None:
 
 
 def test_request_that_expires_in_the_queue_is_never_run(recorder: Recorder) -> None:
-    batcher, _ = make(recorder, BatchPolicy())
+    batcher, flushes = make(recorder, BatchPolicy())
     recorder.gate.clear()
 
     async def main() -> None:
@@ -160,6 +160,7 @@ def test_request_that_expires_in_the_queue_is_never_run(recorder: Recorder) -> N
             await batcher.run(*request(np.ones((7, 2), np.float32), timeout_s=0.01))
         assert perf_counter() - start < 0.5, "the 504 comes when the deadline passes, not when the queue moves"
         assert batcher.depth == 0
+        assert flushes.depths[-1] == 0, "the expiry is seen by the queue-depth gauge"
         recorder.gate.set()
         await running
 
@@ -179,3 +180,22 @@ def test_inline_fast_path_for_a_tiny_model_keeps_results_exact(recorder: Recorde
     asyncio.run(main())
     assert recorder.rows == [2] * 20
     assert flushes.causes == {"full": 20}
+
+
+def test_instances_run_batches_at_the_same_time(recorder: Recorder) -> None:
+    batcher, _ = make(recorder, BatchPolicy(), instances=2)
+    recorder.gate.clear()
+
+    async def main() -> None:
+        calls = [asyncio.ensure_future(batcher.run(*request(np.zeros((1, 2), np.float32)))) for _ in range(3)]
+        for _ in range(500):
+            if recorder.running == 2:
+                break
+            await asyncio.sleep(0.001)
+        assert recorder.running == 2 and batcher.depth == 1
+        recorder.gate.set()
+        await asyncio.gather(*calls)
+
+    asyncio.run(main())
+    assert recorder.most_at_once == 2
+    assert recorder.rows == [1, 1, 1]

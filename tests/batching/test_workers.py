@@ -101,7 +101,12 @@ def test_fresh_connections_reach_both_workers_and_metrics_count_every_worker(wor
     for i in range(FRESH_CONNECTIONS):
         reply = _fresh(url).post("/v2/models/digits/infer", json={**DIGITS, "id": f"spread-{i}"})
         assert reply.status_code == 200
-    assert {_successes(url) - before for _ in range(8)} == {FRESH_CONNECTIONS}
+    deadline = time.monotonic() + 5  # each worker sees the others' counts as of their last snapshot (<= 1 s)
+    seen = {_successes(url) - before for _ in range(8)}
+    while seen != {FRESH_CONNECTIONS} and time.monotonic() < deadline:
+        time.sleep(0.2)
+        seen = {_successes(url) - before for _ in range(8)}
+    assert seen == {FRESH_CONNECTIONS}
     lines = [json.loads(line) for line in log.read_text().splitlines() if '"spread-' in line]
     assert len(lines) == FRESH_CONNECTIONS
     assert len({line["pid"] for line in lines}) == 2, "both workers served requests"
@@ -113,3 +118,9 @@ def _successes(url: str) -> float:
         s.value for f in text_string_to_metric_families(text) for s in f.samples
         if s.name == "inferlab_request_success_total" and s.labels["model"] == "digits"
     )
+
+
+def test_functions_say_they_need_one_worker(workers: tuple[str, Path]) -> None:
+    url, _ = workers
+    reply = httpx.post(f"{url}/function/anything", content=b"x")
+    assert reply.status_code == 501 and "--workers 1" in reply.json()["error"]

@@ -1,1 +1,1 @@
-"""Scheduling requests onto runtime instances: direct calls now, dynamic batching on top."""
+"""Scheduling requests onto model instances: bounded queue, batch-forming policy, dynamic batcher, instance pool."""

@@ -24,6 +24,8 @@ from inferlab.batching.queue import Entry, RequestQueue
 from inferlab.errors import DeadlineExceeded, InferlabError, ModelNotReady, RuntimeFailure
 from inferlab.messages import InferRequest
 
+_TIMER_TICK_S = 0.001
+
 
 class BatchObserver(Protocol):
     """Told about every batch formed and every change of queue depth (metrics implement this)."""
@@ -51,10 +53,11 @@ class DynamicBatcher:
         self._what = what
         self._pool = pool
         self._policy = policy
-        self._queue = RequestQueue(what, max_queue_size)
         self._observer = observer or NullObserver()
-        self._timer: asyncio.TimerHandle | None = None
+        self._queue = RequestQueue(what, max_queue_size, self._observer.queue_depth)
+        self._timer: asyncio.Handle | None = None
         self._closed = False
+        self._scheduling = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -80,7 +83,6 @@ class DynamicBatcher:
         self._loop = loop = asyncio.get_running_loop()
         future: asyncio.Future[Outputs] = loop.create_future()
         self._queue.put(Entry(request, rows, key, future, deadline))
-        self._observer.queue_depth(len(self._queue))
         self._schedule()
         return await future
 
@@ -103,6 +105,15 @@ class DynamicBatcher:
 
     def _schedule(self) -> None:
         """Form and start batches while an instance is free and the policy says go."""
+        if self._scheduling:  # an inline batch finished inside the loop below, which goes on by itself
+            return
+        self._scheduling = True
+        try:
+            self._form_batches()
+        finally:
+            self._scheduling = False
+
+    def _form_batches(self) -> None:
         while self._pool.free and not self._closed:
             head = self._queue.head()
             if head is None:
@@ -116,9 +127,18 @@ class DynamicBatcher:
             self._start(self._queue.take(count), cause)
 
     def _wake_in(self, delay_s: float) -> None:
+        """Run `_schedule` again in `delay_s`, to within tens of microseconds.
+
+        Event-loop timers tick in whole milliseconds (uvloop rounds to the nearest one), so the last
+        millisecond is waited by yielding to the loop, which keeps serving sockets meanwhile.
+        """
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_later(max(delay_s, 0.0), self._on_timer)
+        loop = asyncio.get_running_loop()
+        if delay_s > _TIMER_TICK_S:
+            self._timer = loop.call_later(delay_s - _TIMER_TICK_S, self._on_timer)
+        else:
+            self._timer = loop.call_soon(self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -131,7 +151,6 @@ class DynamicBatcher:
             entry.request.timings.batch_start = now
             rows += entry.rows
         self._observer.flushed(cause, rows)
-        self._observer.queue_depth(len(self._queue))
         first = entries[0].request
         if len(entries) == 1:
             inputs = first.inputs

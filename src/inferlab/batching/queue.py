@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from time import perf_counter
 
@@ -36,8 +36,10 @@ class Entry:
 class RequestQueue:
     """FIFO of Entry with a hard size limit; `len()` counts requests still waiting."""
 
-    def __init__(self, what: str, max_queue_size: int = 0) -> None:
+    def __init__(self, what: str, max_queue_size: int = 0, on_depth: Callable[[int], None] | None = None) -> None:
+        """`on_depth(n)` is told the number of waiting requests whenever it changes (for metrics)."""
         self._what = what
+        self._on_depth = on_depth or _ignore
         self.capacity = max_queue_size or DEFAULT_QUEUE_SIZE
         self._entries: deque[Entry] = deque()
         self._waiting = 0
@@ -55,6 +57,7 @@ class RequestQueue:
             )
         self._entries.append(entry)
         self._waiting += 1
+        self._on_depth(self._waiting)
         if entry.deadline:
             delay = entry.deadline - perf_counter()
             entry.timer = asyncio.get_running_loop().call_later(max(delay, 0.0), self._expire, entry)
@@ -102,6 +105,7 @@ class RequestQueue:
     def _dequeue(self, entry: Entry) -> None:
         entry.queued = False
         self._waiting -= 1
+        self._on_depth(self._waiting)
         if entry.timer is not None:
             entry.timer.cancel()
             entry.timer = None
@@ -111,3 +115,7 @@ class RequestQueue:
             entry = self._entries.popleft()
             if entry.queued:
                 self._dequeue(entry)
+
+
+def _ignore(depth: int) -> None:
+    pass

@@ -10,6 +10,7 @@ import httpx
 from inferlab import __version__
 from inferlab.cli.bench import bench
 from inferlab.cli.client import ServerError
+from inferlab.cli.fn import deploy, fn
 from inferlab.cli.infer import infer
 from inferlab.cli.models import models
 from inferlab.cli.perf import predict_cmd, profile, tune
@@ -32,6 +33,8 @@ cli.add_command(serve)
 cli.add_command(models)
 cli.add_command(infer)
 cli.add_command(bench)
+cli.add_command(deploy)
+cli.add_command(fn)
 cli.add_command(profile)
 cli.add_command(predict_cmd)
 cli.add_command(tune)

@@ -137,6 +137,7 @@ class ModelRegistry:
     def validate(self, model_dir: Path, version_dir: Path) -> None:
         """Load a staged model once and close it: the repository's check before accepting an upload."""
         config = ModelConfig.from_file(model_dir / CONFIG_FILE)
+        BatchPolicy.from_config(config)
         _read_labels(model_dir, config)
         self._loader(config)(version_dir, config).close()
 

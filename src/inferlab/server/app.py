@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import uvicorn
 import uvloop
 from starlette.applications import Starlette
 
 from inferlab.config import ServerConfig
+from inferlab.functions.manager import FunctionManager
 from inferlab.repository.registry import ModelRegistry
 from inferlab.repository.store import ModelStore
 from inferlab.runtimes import RuntimeLoader
@@ -24,10 +25,11 @@ from inferlab.server.grpc import start_grpc
 from inferlab.server.http import build_app
 from inferlab.server.metrics import Metrics
 from inferlab.server.service import InferenceService
+from inferlab.server.status import http_status
 from inferlab.server.sync import RepositorySync
 from inferlab.server.timing import AccessLog, access_logger
 from inferlab.server.web import HttpContext
-from inferlab.server.workers import MULTIPROC_ENV, supervise
+from inferlab.server.workers import supervise
 
 
 @dataclass(slots=True)
@@ -38,19 +40,27 @@ class Server:
     service: InferenceService
     http_app: Starlette
     grpc_port: int | None = None  # the bound gRPC port once serving (config.grpc_port may be 0)
+    functions: FunctionManager | None = None
 
     def close(self) -> None:
+        if self.functions is not None:
+            self.functions.close()
         self.service.registry.close()
+        self.service.metrics.close()
 
 
-def build(config: ServerConfig, workers: int = 1, runtimes: dict[str, RuntimeLoader] | None = None) -> Server:
+def build(
+    config: ServerConfig, workers: int = 1, runtimes: dict[str, RuntimeLoader] | None = None,
+    metrics_dir: Path | None = None,
+) -> Server:
     """Open the repository, load its models, and build the HTTP app around the service.
 
     `workers` > 1: this is one of that many worker processes (server/workers.py): each runs its share
     of every model's instances, and repository changes are shared through server/sync.py.
-    `runtimes` replaces the platform table (tests add in-memory runtimes this way).
+    `runtimes` replaces the platform table (tests add in-memory runtimes this way); `metrics_dir` is
+    where the workers share their metrics.
     """
-    metrics = Metrics(os.environ.get(MULTIPROC_ENV) if workers > 1 else None)
+    metrics = Metrics(metrics_dir)
     registry = ModelRegistry(
         ModelStore(config.model_repository), runtimes, observer=metrics.model, instance_share=workers
     )
@@ -60,7 +70,9 @@ def build(config: ServerConfig, workers: int = 1, runtimes: dict[str, RuntimeLoa
         sync.start()
     service = InferenceService(registry, metrics, AccessLog(config.access_log), sync)
     ctx = HttpContext(service, config.max_body_bytes, config.auth_token, config.protect_inference)
-    return Server(config, service, build_app(ctx))
+    # Functions live in one process: with several workers each would hold its own set.
+    functions = FunctionManager(service, http_status, registry=metrics.registry) if workers == 1 else None
+    return Server(config, service, build_app(ctx, functions), functions=functions)
 
 
 def uvicorn_config(server: Server) -> uvicorn.Config:
@@ -116,10 +128,10 @@ def run(config: ServerConfig, workers: int = 1) -> None:
         server.close()
 
 
-def serve_worker(config: ServerConfig, workers: int, sock: socket.socket) -> None:
+def serve_worker(config: ServerConfig, workers: int, sock: socket.socket, metrics_dir: Path) -> None:
     """One of `workers` processes (server/workers.py): a whole server accepting on the shared socket."""
     configure_logging()
-    server = build(config, workers)
+    server = build(config, workers, metrics_dir=metrics_dir)
     try:
         _run_loop(server, uvicorn.Server(uvicorn_config(server)), [sock])
     finally:

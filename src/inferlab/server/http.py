@@ -3,33 +3,63 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
-from inferlab.errors import InferlabError
+from inferlab.errors import InferlabError, NotAvailable
+from inferlab.functions.manager import FunctionManager
 from inferlab.server import openapi
-from inferlab.server.protocols import kserve_http, repository_http, tfaas, tfserving
+from inferlab.server.protocols import functions_http, kserve_http, repository_http, tfaas, tfserving
 from inferlab.server.status import http_headers, http_status
 from inferlab.server.web import HttpContext, json_response
 
 log = logging.getLogger("inferlab.server")
 
 
-def build_app(ctx: HttpContext) -> Starlette:
+def build_app(ctx: HttpContext, functions: FunctionManager | None = None) -> Starlette:
     """The HTTP app: inference routes first, since the router tries routes in order."""
     routes = [*kserve_http.routes(ctx), *repository_http.routes(ctx), *tfserving.routes(ctx), *tfaas.routes(ctx),
               *openapi.routes(), ctx.service.metrics.route()]
+    routes += functions_http.routes(ctx, functions) if functions is not None else _no_functions()
     return Starlette(
         routes=routes,
+        lifespan=_functions_lifespan(functions),
         exception_handlers={
             InferlabError: _inferlab_error,
             HTTPException: _http_error,
             Exception: _unexpected_error,
         },
     )
+
+
+def _no_functions() -> list[Route]:
+    """With several worker processes there is no single place for functions to live: say so, clearly."""
+
+    async def refuse(request: Request) -> Response:
+        raise NotAvailable(
+            "serverless functions run in a single server process; start the server with `inferlab serve --workers 1`"
+        )
+
+    methods = ["GET", "POST", "PUT", "DELETE"]
+    return [Route(f"/{prefix}/{{rest:path}}", refuse, methods=methods)
+            for prefix in ("function", "async-function", "async-result", "system")]
+
+
+def _functions_lifespan(functions: FunctionManager | None) -> Any:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        if functions is not None:
+            await functions.aclose()
+
+    return lifespan
 
 
 async def _inferlab_error(request: Request, exc: Exception) -> Response:

@@ -82,10 +82,10 @@ class InferenceService:
         The adapter encodes the response and then calls `finish` with it.
         """
         request.timings.decoded = perf_counter()
-        version = request.version
+        model_name, version = "", ""  # failures before the model is found are counted under model=""
         try:
             model = self.model(request.model, request.version)
-            version = str(model.version)
+            model_name, version = model.name, str(model.version)
             _validate(model, request)
             if classification:
                 unknown = set(classification) - model.output_names
@@ -95,8 +95,9 @@ class InferenceService:
             for name, k in (classification or {}).items():
                 outputs[name] = top_k(outputs[name], k, model.labels)
         except InferlabError as exc:
-            self.metrics.failed(request.model, version, exc)
-            self.access_log.write(request.model, version, request.id, request.timings, http_status(exc), str(exc))
+            self.metrics.failed(model_name, version, exc)
+            self.access_log.write(request.model, version or request.version, request.id, request.timings,
+                                  http_status(exc), str(exc))
             raise
         return InferResponse(
             model=model.name,

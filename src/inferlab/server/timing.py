@@ -70,9 +70,12 @@ def parts_ms(t: Timings) -> dict[str, float]:
 
 def response_parameters(t: Timings) -> dict[str, Any]:
     """The V2 response `parameters`: what is known before the body is encoded (so no encode/total)."""
-    out: dict[str, Any] = {f"{k}_ms": round(v, 3) for k, v in parts_ms(t).items()}
-    out["batch_size"] = t.batch_size
-    return out
+    return {
+        "decode_ms": round((t.enqueued - t.received) * 1e3, 3),
+        "queue_ms": round((t.infer_start - t.enqueued) * 1e3, 3),
+        "infer_ms": round((t.infer_end - t.infer_start) * 1e3, 3),
+        "batch_size": t.batch_size,
+    }
 
 
 def server_timing(t: Timings) -> str:

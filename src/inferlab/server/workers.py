@@ -21,12 +21,12 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from multiprocessing.connection import wait
+from pathlib import Path
 from types import FrameType
 
 from inferlab.config import ServerConfig
 from inferlab.server.sync import RepositorySync
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _STOP_GRACE_S = 10.0
 
 log = logging.getLogger("inferlab.server")
@@ -46,11 +46,11 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-WorkerMain = Callable[[ServerConfig, int, socket.socket], None]
+WorkerMain = Callable[[ServerConfig, int, socket.socket, Path], None]
 
 
 def supervise(config: ServerConfig, workers: int, worker_main: WorkerMain) -> int:
-    """Run `worker_main(config, workers, sock)` in `workers` processes; stop all when one exits or on a signal.
+    """Run `worker_main(config, workers, sock, metrics_dir)` in `workers` processes; stop all when one exits.
 
     The supervisor listens first (so port 0 resolves to one free port for all workers), resets the
     shared repository state, and gives the workers a fresh directory for their metrics. Returns the
@@ -59,11 +59,10 @@ def supervise(config: ServerConfig, workers: int, worker_main: WorkerMain) -> in
     sock = listening_socket(config.host, config.http_port)
     config = replace(config, http_port=sock.getsockname()[1])
     RepositorySync.reset(config.model_repository)
-    metrics_dir = tempfile.mkdtemp(prefix="inferlab-metrics-")
-    os.environ[MULTIPROC_ENV] = metrics_dir
+    metrics_dir = Path(tempfile.mkdtemp(prefix="inferlab-metrics-"))
     ctx = mp.get_context("spawn")
     procs = [
-        ctx.Process(target=worker_main, args=(config, workers, sock), name=f"inferlab-worker-{i}")
+        ctx.Process(target=worker_main, args=(config, workers, sock, metrics_dir), name=f"inferlab-worker-{i}")
         for i in range(workers)
     ]
     stopping = False
