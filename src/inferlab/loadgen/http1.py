@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from time import perf_counter
-from typing import cast
+from typing import Protocol, cast
 
 MAX_HEAD_BYTES = 64 * 1024
 
@@ -51,10 +51,25 @@ class Exchange:
         self.done = perf_counter()
 
 
-#: Called with (connection, finished exchange) when a response completes on a still-usable connection.
-OnComplete = Callable[["Connection", Exchange], None]
-#: Called with (connection, exchange that was in flight or None) when a connection dies.
-OnLost = Callable[["Connection", "Exchange | None"], None]
+class Link(Protocol):
+    """What the driver needs from a connection: one exchange at a time, completion by callback."""
+
+    exchange: Exchange | None
+    open: bool
+
+    def send(self, exchange: Exchange, request: bytes) -> None: ...
+
+    def abort(self, kind: str, message: str) -> None: ...
+
+    def close(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+
+#: Called with (link, finished exchange) when a response completes on a still-usable link.
+OnComplete = Callable[[Link, Exchange], None]
+#: Called with (link, exchange that was in flight or None) when a link dies.
+OnLost = Callable[[Link, "Exchange | None"], None]
 
 
 class Connection(asyncio.Protocol):
@@ -110,6 +125,9 @@ class Connection(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+    async def wait_closed(self) -> None:
+        """Closing a socket needs no waiting; here to match gRPC slots."""
 
     def data_received(self, data: bytes) -> None:
         ex = self.exchange
