@@ -126,9 +126,7 @@ def bench(ctx: click.Context, url: str, requests: int, concurrency: int, duratio
         )
     except (InvalidInput, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
-    with ProgressLine(processes) as line:
-        if no_progress:
-            line.enabled = False
+    with ProgressLine(processes, enabled=not no_progress) as line:
         result = run(plan, progress=line.update if line.enabled else None)
     if output == "json":
         click.echo(result.to_json())
