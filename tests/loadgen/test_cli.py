@@ -92,3 +92,12 @@ def test_bad_flags_are_usage_errors(tiny: TinyServer) -> None:
     result = CliRunner().invoke(cli, ["bench", "--rate", "10", "--stages", "1s@5", tiny.url + "/"])
     assert result.exit_code == 2
     assert "give one" in result.output
+
+
+def test_more_hey_flags_and_fail_invalid(tiny: TinyServer) -> None:
+    out = bench("-n", "6", "-c", "2", "-cpus", "1", "-host", "example.test", "-disable-compression", tiny.url + "/")
+    assert "  [200]\t6 responses" in out
+    result = CliRunner().invoke(cli, ["bench", "-n", "6", "-c", "2", "--max-lag-ms", "0", "--fail-invalid",
+                                      tiny.url + "/"])
+    assert result.exit_code == 1
+    assert "RESULT IS INVALID" in result.output
