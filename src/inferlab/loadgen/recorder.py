@@ -119,7 +119,7 @@ class Recorder:
                 self._tally(e.error_kind, e.error, e.done)
             elif e.status >= 400:
                 res.counts["http_errors"] += 1
-                self._tally("http", f"HTTP {e.status}", e.done)
+                self._tally("http", e.error or f"HTTP {e.status}", e.done)
             else:
                 continue
             failures += 1
