@@ -33,6 +33,7 @@ def test_the_seed_hey_command_works_with_bench_in_its_place(tiny: TinyServer, tm
     assert "  [200]\t101 responses" in out
     assert "  50% in " in out and "  99% in " in out
     assert "Requests/sec:\t" in out
+    assert "  Total data:\t202 bytes\n  Size/request:\t2 bytes\n" in out  # bodies only, as hey counts
 
 
 def test_errors_get_hey_error_distribution(tiny: TinyServer) -> None:
