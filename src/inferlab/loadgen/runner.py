@@ -191,8 +191,9 @@ class Driver:
 
     # ---- closed loop -----------------------------------------------------------------------------------
 
-    def _take_ticket(self) -> bool:
-        if self.stopping or perf_counter() >= self.deadline:
+    def _take_ticket(self, at: float) -> bool:
+        """May a user send a request due at `at`? Nothing is scheduled at or after the deadline."""
+        if self.stopping or at >= self.deadline:
             return False
         if self.tickets is None:
             return True
@@ -206,18 +207,18 @@ class Driver:
 
     def _user_next(self, conn: Link | None, last_intended: float) -> None:
         """A closed-loop user is free: pause (think time / pacing), then send on its connection."""
-        if not self._take_ticket():
-            if conn is not None:
-                conn.close()
-            self.users_left -= 1
-            self._check_done()
-            return
         now = perf_counter()
         at = now
         if self._think is not None:
             at = now + self._think()
         if self.plan.per_user_rate:
             at = max(at, last_intended + 1.0 / self.plan.per_user_rate) if last_intended else at
+        if not self._take_ticket(at):
+            if conn is not None:
+                conn.close()
+            self.users_left -= 1
+            self._check_done()
+            return
         ex = Exchange(self.index, at)
         self.index += 1
         self.in_flight += 1
