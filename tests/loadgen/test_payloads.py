@@ -49,3 +49,10 @@ def test_tfserving_body_uses_instances() -> None:
     body, _ = encode_body("tfserving", SPECS, {"input": tensor})
     assert np.asarray(orjson.loads(body)["instances"]).shape == (2, 64)
     assert model_url("http://h:1", "tfserving", "digits") == "http://h:1/v1/models/digits:predict"
+
+
+def test_tfaas_body_is_one_row_of_values() -> None:
+    body, _ = encode_body("tfaas", SPECS, {"input": np.full((1, 64), 2.0, dtype=np.float32)}, model="digits")
+    doc = orjson.loads(body)
+    assert doc["model"] == "digits" and doc["values"] == [2.0] * 64 and len(doc["keys"]) == 64
+    assert model_url("http://h:1", "tfaas", "digits") == "http://h:1/json"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from time import perf_counter
-from typing import cast
+from typing import Protocol, cast
 
 MAX_HEAD_BYTES = 64 * 1024
 
@@ -26,7 +26,7 @@ class Exchange:
     """
 
     __slots__ = ("bytes_in", "bytes_out", "connect_end", "connect_start", "done", "error", "error_kind",
-                 "first_byte", "index", "intended", "ready", "sent", "server_timing", "status", "written")
+                 "first_byte", "head_bytes", "index", "intended", "ready", "sent", "server_timing", "status", "written")
 
     def __init__(self, index: int, intended: float) -> None:
         self.index = index
@@ -40,6 +40,7 @@ class Exchange:
         self.done = 0.0
         self.status = 0
         self.bytes_in = 0
+        self.head_bytes = 0  # status line and headers, so bodies can be counted as hey counts them
         self.bytes_out = 0
         self.server_timing = b""
         self.error_kind = ""
@@ -51,10 +52,25 @@ class Exchange:
         self.done = perf_counter()
 
 
-#: Called with (connection, finished exchange) when a response completes on a still-usable connection.
-OnComplete = Callable[["Connection", Exchange], None]
-#: Called with (connection, exchange that was in flight or None) when a connection dies.
-OnLost = Callable[["Connection", "Exchange | None"], None]
+class Link(Protocol):
+    """What the driver needs from a connection: one exchange at a time, completion by callback."""
+
+    exchange: Exchange | None
+    open: bool
+
+    def send(self, exchange: Exchange, request: bytes) -> None: ...
+
+    def abort(self, kind: str, message: str) -> None: ...
+
+    def close(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+
+#: Called with (link, finished exchange) when a response completes on a still-usable link.
+OnComplete = Callable[[Link, Exchange], None]
+#: Called with (link, exchange that was in flight or None) when a link dies.
+OnLost = Callable[[Link, "Exchange | None"], None]
 
 
 class Connection(asyncio.Protocol):
@@ -111,6 +127,9 @@ class Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    async def wait_closed(self) -> None:
+        """Closing a socket needs no waiting; here to match gRPC slots."""
+
     def data_received(self, data: bytes) -> None:
         ex = self.exchange
         if ex is None or ex.done:
@@ -135,6 +154,7 @@ class Connection(asyncio.Protocol):
                 return
             if not self._parse_head(ex, data[:end]):
                 return
+            ex.head_bytes += end + 4
             data = data[end + 4:]
             if ex.status < 200:  # an interim 1xx response: the real one follows
                 self._reset()

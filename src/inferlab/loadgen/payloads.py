@@ -1,4 +1,4 @@
-"""Encode request bodies once, up front, per protocol (V2 JSON, V2 binary tensors, TF Serving REST).
+"""Encode request bodies once, up front, per protocol (V2 JSON, V2 binary, V2 gRPC, TF Serving REST, TFaaS).
 
 Bodies are built from the model's own metadata (`GET /v2/models/M`), so any V2 server works. Inputs are
 random tensors of the chosen batch size, or rows sampled from an `--input` file so consecutive requests
@@ -12,15 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import numpy as np
 import numpy.typing as npt
 import orjson
 
 from inferlab.errors import InvalidInput
+from inferlab.loadgen.grpcv2 import SERVICE, decode_metadata_inputs, encode_infer_request, encode_metadata_request
 from inferlab.loadgen.plan import Target
 
-PROTOCOLS = ("v2-json", "v2-binary", "tfserving")
+PROTOCOLS = ("v2-json", "v2-binary", "v2-grpc", "tfserving", "tfaas")
 
 _DTYPES = {"BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
            "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64, "FP16": np.float16,
@@ -37,7 +39,9 @@ class TensorSpec:
 
 
 def fetch_inputs(base_url: str, model: str, version: str | None = None, timeout_s: float = 10.0) -> list[TensorSpec]:
-    """The model's inputs from `GET /v2/models/M[/versions/V]`."""
+    """The model's inputs from `GET /v2/models/M[/versions/V]` (or the ModelMetadata RPC for grpc://)."""
+    if base_url.startswith("grpc://"):
+        return _fetch_inputs_grpc(base_url, model, version, timeout_s)
     path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "")
     try:
         reply = httpx.get(base_url.rstrip("/") + path, timeout=timeout_s)
@@ -46,6 +50,17 @@ def fetch_inputs(base_url: str, model: str, version: str | None = None, timeout_
     if reply.status_code != 200:
         raise InvalidInput(f"model {model!r}: {base_url}{path} answered {reply.status_code}: {reply.text[:200]}")
     return [TensorSpec(i["name"], i["datatype"], tuple(int(d) for d in i["shape"])) for i in reply.json()["inputs"]]
+
+
+def _fetch_inputs_grpc(base_url: str, model: str, version: str | None, timeout_s: float) -> list[TensorSpec]:
+    address = base_url.removeprefix("grpc://").split("/", 1)[0]
+    with grpc.insecure_channel(address) as channel:
+        call = channel.unary_unary(SERVICE + "ModelMetadata")
+        try:
+            reply = call(encode_metadata_request(model, version), timeout=timeout_s)
+        except grpc.RpcError as exc:
+            raise InvalidInput(f"model {model!r}: ModelMetadata on {address} failed: {exc}") from exc
+    return [TensorSpec(name, datatype, shape) for name, datatype, shape in decode_metadata_inputs(reply)]
 
 
 def random_inputs(specs: list[TensorSpec], batch_size: int, rng: np.random.Generator,
@@ -104,7 +119,8 @@ def sample_batches(samples: dict[str, npt.NDArray[Any]], batch_size: int, count:
 
 
 def encode_body(
-    protocol: str, specs: list[TensorSpec], tensors: dict[str, npt.NDArray[Any]],
+    protocol: str, specs: list[TensorSpec], tensors: dict[str, npt.NDArray[Any]], model: str = "",
+    version: str | None = None,
 ) -> tuple[bytes, dict[str, str]]:
     """One request body and the headers it needs, for `protocol` (one of PROTOCOLS)."""
     types = {s.name: s.datatype for s in specs}
@@ -119,6 +135,15 @@ def encode_body(
             for (n, a), b in zip(tensors.items(), blobs, strict=True)]})
         return header + b"".join(blobs), {"Content-Type": "application/octet-stream",
                                           "Inference-Header-Content-Length": str(len(header))}
+    if protocol == "tfaas":
+        array = next(iter(tensors.values()))
+        if array.shape[0] != 1 or len(tensors) != 1:
+            raise InvalidInput("tfaas sends one row of one input per request: use --batch-size 1 and a one-input model")
+        values = array.reshape(-1).tolist()
+        return orjson.dumps({"keys": [str(i) for i in range(len(values))], "values": values, "model": model}), {
+            "Content-Type": "application/json"}
+    if protocol == "v2-grpc":
+        return encode_infer_request(model, version, tensors, types), {}
     if protocol == "tfserving":
         if len(tensors) == 1:
             instances: Any = next(iter(tensors.values())).tolist()
@@ -132,6 +157,10 @@ def encode_body(
 def model_url(base_url: str, protocol: str, model: str, version: str | None = None) -> str:
     """Where `protocol` sends inference requests for the model."""
     base = base_url.rstrip("/")
+    if protocol == "v2-grpc":
+        return "grpc://" + base.split("://", 1)[-1] + "/ModelInfer"
+    if protocol == "tfaas":
+        return f"{base}/json"
     if protocol == "tfserving":
         return f"{base}/v1/models/{model}" + (f"/versions/{version}" if version else "") + ":predict"
     return f"{base}/v2/models/{model}" + (f"/versions/{version}" if version else "") + "/infer"
@@ -155,7 +184,7 @@ def model_target(base_url: str, model: str, *, protocol: str = "v2-json", batch_
         batches = sample_batches(load_samples(input_path, specs), batch_size, bodies, rng)
     else:
         batches = [random_inputs(specs, batch_size, rng) for _ in range(bodies)]
-    encoded = [encode_body(protocol, specs, tensors) for tensors in batches]
+    encoded = [encode_body(protocol, specs, tensors, model, version) for tensors in batches]
     # every body has the same shapes, so per-body headers (the binary JSON header length) are identical too
     wanted = {name.lower() for name, _ in headers}
     extra = tuple((k, v) for k, v in encoded[0][1].items() if k.lower() not in wanted)

@@ -41,8 +41,19 @@ class Target:
     def tls(self) -> bool:
         return urlsplit(self.url).scheme == "https"
 
+    @property
+    def grpc(self) -> bool:
+        """grpc://HOST:PORT/METHOD targets the V2 GRPCInferenceService; bodies are serialised messages."""
+        return urlsplit(self.url).scheme == "grpc"
+
+    @property
+    def grpc_method(self) -> str:
+        return urlsplit(self.url).path.strip("/") or "ModelInfer"
+
     def encode_requests(self) -> list[bytes]:
         """Every request as the exact bytes to write, built once so the hot path only writes."""
+        if self.grpc:
+            return list(self.bodies)
         parts = urlsplit(self.url)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         names = {name.lower() for name, _ in self.headers}
@@ -160,7 +171,8 @@ class LoadPlan:
             (self.warmup_s >= 0 and self.ramp_up_s >= 0, "warmup_s and ramp_up_s must be >= 0"),
             (self.per_user_rate >= 0, f"per_user_rate {self.per_user_rate} is not >= 0"),
             (self.interval_s > 0, f"interval_s {self.interval_s} is not > 0"),
-            (urlsplit(self.target.url).scheme in ("http", "https"), f"URL {self.target.url!r} is not http(s)://"),
+            (urlsplit(self.target.url).scheme in ("http", "https", "grpc"),
+             f"URL {self.target.url!r} is not http://, https:// or grpc://"),
         ]
         for ok, message in checks:
             if not ok:

@@ -20,9 +20,9 @@ class ProgressLine:
         ...     result = run(plan, progress=line.update)
     """
 
-    def __init__(self, processes: int, console: Console | None = None) -> None:
+    def __init__(self, processes: int, console: Console | None = None, enabled: bool = True) -> None:
         self.console = console or Console(stderr=True)
-        self.enabled = self.console.is_terminal
+        self.enabled = enabled and self.console.is_terminal
         self.processes = processes
         self._pending: dict[int, list[Window]] = {}
         self._requests = 0

@@ -21,7 +21,8 @@ from time import perf_counter
 import numpy as np
 
 from inferlab.loadgen.arrivals import intended_offsets
-from inferlab.loadgen.http1 import Connection, Exchange
+from inferlab.loadgen.grpcv2 import GrpcSlot
+from inferlab.loadgen.http1 import Connection, Exchange, Link
 from inferlab.loadgen.plan import LoadPlan
 from inferlab.loadgen.preciseclock import PreciseTimer
 from inferlab.loadgen.recorder import Recorder, Window, WorkerResult
@@ -51,8 +52,9 @@ class Driver:
         order = np.random.default_rng([plan.seed, process, 1]).permutation(len(self.requests))
         self._order = [int(i) for i in order]
         self.recorder = Recorder(start, start + plan.warmup_s, process, plan.record_requests)
-        self.conns: set[Connection] = set()
-        self.idle: list[Connection] = []
+        self.conns: set[Link] = set()
+        self.idle: list[Link] = []
+        self._links: set[Link] = set()  # links not yet lost (some may be closing), to close at the end
         self.backlog: deque[Exchange] = deque()
         self.opening = 0
         self.in_flight = 0
@@ -91,8 +93,11 @@ class Driver:
             await ticks
         if self._timer is not None:
             self._timer.close()
-        for conn in list(self.conns):
-            conn.close()
+        links = list(self._links)
+        for link in links:
+            link.close()
+        for link in links:
+            await link.wait_closed()
         not_sent = len(self.backlog)
         self.recorder.flush(perf_counter(), len(self.conns))
         return self.recorder.finish(not_sent, time.thread_time() - cpu0, perf_counter() - wall0)
@@ -186,8 +191,9 @@ class Driver:
 
     # ---- closed loop -----------------------------------------------------------------------------------
 
-    def _take_ticket(self) -> bool:
-        if self.stopping or perf_counter() >= self.deadline:
+    def _take_ticket(self, at: float) -> bool:
+        """May a user send a request due at `at`? Nothing is scheduled at or after the deadline."""
+        if self.stopping or at >= self.deadline:
             return False
         if self.tickets is None:
             return True
@@ -199,20 +205,20 @@ class Driver:
     def _start_user(self) -> None:
         self._user_next(None, 0.0)
 
-    def _user_next(self, conn: Connection | None, last_intended: float) -> None:
+    def _user_next(self, conn: Link | None, last_intended: float) -> None:
         """A closed-loop user is free: pause (think time / pacing), then send on its connection."""
-        if not self._take_ticket():
-            if conn is not None:
-                conn.close()
-            self.users_left -= 1
-            self._check_done()
-            return
         now = perf_counter()
         at = now
         if self._think is not None:
             at = now + self._think()
         if self.plan.per_user_rate:
             at = max(at, last_intended + 1.0 / self.plan.per_user_rate) if last_intended else at
+        if not self._take_ticket(at):
+            if conn is not None:
+                conn.close()
+            self.users_left -= 1
+            self._check_done()
+            return
         ex = Exchange(self.index, at)
         self.index += 1
         self.in_flight += 1
@@ -222,7 +228,7 @@ class Driver:
         else:
             self._user_send(conn, ex)
 
-    def _user_send(self, conn: Connection | None, ex: Exchange) -> None:
+    def _user_send(self, conn: Link | None, ex: Exchange) -> None:
         if conn is not None and conn.open:
             self._send(conn, ex)
         else:
@@ -230,7 +236,7 @@ class Driver:
 
     # ---- connections -----------------------------------------------------------------------------------
 
-    def _send(self, conn: Connection, ex: Exchange) -> None:
+    def _send(self, conn: Link, ex: Exchange) -> None:
         conn.send(ex, self.requests[self._order[ex.index % len(self._order)]])
 
     def _open(self, ex: Exchange) -> None:
@@ -241,11 +247,16 @@ class Driver:
     async def _connect(self, ex: Exchange) -> None:
         loop = asyncio.get_running_loop()
         target = self.plan.target
+        timeout = self.plan.timeout_s or None
+        conn: Link
         try:
-            coro = loop.create_connection(lambda: Connection(self._on_complete, self._on_lost, self._head),
-                                          target.host, target.port, ssl=self._ssl)
-            timeout = self.plan.timeout_s or None
-            _, conn = await asyncio.wait_for(coro, timeout)
+            if target.grpc:
+                conn = await GrpcSlot.connect(f"{target.host}:{target.port}", target.grpc_method, self._on_complete,
+                                              self._on_lost, self.plan.timeout_s)
+            else:
+                coro = loop.create_connection(lambda: Connection(self._on_complete, self._on_lost, self._head),
+                                              target.host, target.port, ssl=self._ssl)
+                _, conn = await asyncio.wait_for(coro, timeout)
         except (OSError, TimeoutError) as exc:
             self.opening -= 1
             kind = "timeout" if isinstance(exc, TimeoutError) else "connect"
@@ -258,15 +269,17 @@ class Driver:
         self.opening -= 1
         ex.connect_end = perf_counter()
         self.conns.add(conn)
+        self._links.add(conn)
         self._send(conn, ex)
 
-    def _on_complete(self, conn: Connection, ex: Exchange) -> None:
+    def _on_complete(self, conn: Link, ex: Exchange) -> None:
         self.recorder.pending.append(ex)
         self.in_flight -= 1
         self._after(conn, ex)
 
-    def _on_lost(self, conn: Connection, ex: Exchange | None) -> None:
+    def _on_lost(self, conn: Link, ex: Exchange | None) -> None:
         self.conns.discard(conn)
+        self._links.discard(conn)
         if conn in self.idle:
             self.idle.remove(conn)
         if ex is None:
@@ -275,7 +288,7 @@ class Driver:
         self.in_flight -= 1
         self._after(None, ex)
 
-    def _after(self, conn: Connection | None, ex: Exchange) -> None:
+    def _after(self, conn: Link | None, ex: Exchange) -> None:
         """A request finished (or failed): give its user or its connection the next piece of work."""
         if self.plan.mode == "closed":
             self._user_next(conn if conn is not None and conn.open else None, ex.intended)
