@@ -1,0 +1,94 @@
+"""Sweeps: run each load point after a warm-up, window after window, until three windows agree (or a max).
+
+This is perf_analyzer's measurement loop on top of `inferlab bench`'s runner: a step is only reported
+once its throughput and latency stopped moving, so a sweep's curve shows the server, not its warm-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from inferlab.experiments.points import LoadPoint
+from inferlab.experiments.stability import is_stable, window_of
+from inferlab.loadgen.result import RunResult
+
+
+class Driver(Protocol):
+    """Runs one load point for a while and returns what the load generator measured.
+
+    Example:
+        >>> result = await driver.run(LoadPoint(concurrency=4), duration_s=2.0, warmup_s=0.5)
+        >>> result.requests_per_s
+    """
+
+    async def run(self, point: LoadPoint, duration_s: float, warmup_s: float) -> RunResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SweepSettings:
+    """How long each window lasts and when a step counts as stable (perf_analyzer's -p, -s, -r)."""
+
+    window_s: float = 2.0
+    warmup_s: float = 1.0
+    tolerance: float = 0.10
+    stable_windows: int = 3
+    max_windows: int = 10
+    percentile: str | None = None  # judge latency by this percentile ("99") instead of the mean
+
+    def __post_init__(self) -> None:
+        if self.window_s <= 0 or self.warmup_s < 0 or self.tolerance <= 0:
+            raise ValueError("window_s and tolerance must be > 0 and warmup_s >= 0")
+        if not 1 <= self.stable_windows <= self.max_windows:
+            raise ValueError(f"need 1 <= stable_windows ({self.stable_windows}) <= max_windows ({self.max_windows})")
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One load point's outcome: every window measured, and whether the last ones agreed."""
+
+    point: LoadPoint
+    windows: tuple[RunResult, ...]
+    stable: bool
+
+    @property
+    def result(self) -> RunResult:
+        """The last window, its config annotated with the load point and the stability evidence."""
+        last = self.windows[-1]
+        config = dict(last.config)
+        config["load"] = self.point.as_dict()
+        config["step"] = {
+            "stable": self.stable,
+            "windows": len(self.windows),
+            "window_requests_per_s": [w.requests_per_s for w in self.windows],
+            "window_mean_ms": [w.latency.mean_ms for w in self.windows],
+        }
+        return dataclasses.replace(last, config=config)
+
+
+async def run_step(driver: Driver, point: LoadPoint, settings: SweepSettings) -> Step:
+    """Warm up, then measure windows until the last `stable_windows` agree or `max_windows` ran."""
+    windows: list[RunResult] = []
+    for index in range(settings.max_windows):
+        warmup = settings.warmup_s if index == 0 else 0.0
+        windows.append(await driver.run(point, settings.window_s, warmup))
+        judged = [window_of(w, settings.percentile) for w in windows]
+        if is_stable(judged, settings.tolerance, settings.stable_windows):
+            return Step(point, tuple(windows), stable=True)
+    return Step(point, tuple(windows), stable=False)
+
+
+async def run_sweep(
+    driver: Driver, points: Sequence[LoadPoint], settings: SweepSettings = SweepSettings(),
+    on_step: Callable[[Step], None] | None = None,
+) -> list[Step]:
+    """Each point in order; `on_step` sees every step as it finishes (progress lines, saving files)."""
+    steps = []
+    for point in points:
+        step = await run_step(driver, point, settings)
+        if on_step is not None:
+            on_step(step)
+        steps.append(step)
+    return steps
