@@ -20,11 +20,11 @@ class Driver(Protocol):
     """Runs one load point for a while and returns what the load generator measured.
 
     Example:
-        >>> result = await driver.run(LoadPoint(concurrency=4), duration_s=2.0, warmup_s=0.5)
+        >>> result = driver.run(LoadPoint(concurrency=4), duration_s=2.0, warmup_s=0.5)
         >>> result.requests_per_s
     """
 
-    async def run(self, point: LoadPoint, duration_s: float, warmup_s: float) -> RunResult: ...
+    def run(self, point: LoadPoint, duration_s: float, warmup_s: float) -> RunResult: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,26 +68,26 @@ class Step:
         return dataclasses.replace(last, config=config)
 
 
-async def run_step(driver: Driver, point: LoadPoint, settings: SweepSettings) -> Step:
+def run_step(driver: Driver, point: LoadPoint, settings: SweepSettings) -> Step:
     """Warm up, then measure windows until the last `stable_windows` agree or `max_windows` ran."""
     windows: list[RunResult] = []
     for index in range(settings.max_windows):
         warmup = settings.warmup_s if index == 0 else 0.0
-        windows.append(await driver.run(point, settings.window_s, warmup))
+        windows.append(driver.run(point, settings.window_s, warmup))
         judged = [window_of(w, settings.percentile) for w in windows]
         if is_stable(judged, settings.tolerance, settings.stable_windows):
             return Step(point, tuple(windows), stable=True)
     return Step(point, tuple(windows), stable=False)
 
 
-async def run_sweep(
+def run_sweep(
     driver: Driver, points: Sequence[LoadPoint], settings: SweepSettings = SweepSettings(),
     on_step: Callable[[Step], None] | None = None,
 ) -> list[Step]:
     """Each point in order; `on_step` sees every step as it finishes (progress lines, saving files)."""
     steps = []
     for point in points:
-        step = await run_step(driver, point, settings)
+        step = run_step(driver, point, settings)
         if on_step is not None:
             on_step(step)
         steps.append(step)
