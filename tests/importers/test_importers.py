@@ -85,7 +85,7 @@ def test_folder_of_mixed_results_loads_all(tmp_path: Path) -> None:
 def test_unknown_file_is_rejected_with_its_name(tmp_path: Path) -> None:
     bad = tmp_path / "notes.txt"
     bad.write_text("hello")
-    with pytest.raises(InvalidInput, match="notes.txt: unknown format"):
+    with pytest.raises(InvalidInput, match=r"notes\.txt: unknown format"):
         load_results(bad)
     with pytest.raises(InvalidInput, match="no such file"):
         load_results(tmp_path / "missing.json")

@@ -11,6 +11,8 @@ from inferlab import __version__
 from inferlab.cli.client import ServerError
 from inferlab.cli.infer import infer
 from inferlab.cli.models import models
+from inferlab.cli.report import report
+from inferlab.cli.scenario import experiment, scenario, sweep
 from inferlab.cli.serve import serve
 from inferlab.errors import InferlabError
 
@@ -29,6 +31,10 @@ def cli() -> None:
 cli.add_command(serve)
 cli.add_command(models)
 cli.add_command(infer)
+cli.add_command(report)
+cli.add_command(scenario)
+cli.add_command(sweep)
+cli.add_command(experiment)
 
 
 def main() -> None:

@@ -77,7 +77,9 @@ def min_queries(percentile: float, confidence: float = CONFIDENCE) -> int:
     return min_passing(0, percentile, confidence)
 
 
-def percentile_estimate(latencies_ms: Sequence[float], percentile: float, confidence: float = CONFIDENCE) -> float | None:
+def percentile_estimate(
+    latencies_ms: Sequence[float], percentile: float, confidence: float = CONFIDENCE,
+) -> float | None:
     """SingleStream rule: the largest t with q >= h(t) + t; drop the t - 1 slowest and report the next.
 
     None when even t = 1 is not backed by enough queries (the run is too short to claim anything).

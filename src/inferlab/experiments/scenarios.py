@@ -129,7 +129,8 @@ def find_server_rate(
         if low > 0 and high / low <= 1.0 + settings.precision:
             break
         rate = (low + high) / 2.0 if low > 0 else rate / 2.0
-    details = (("target_latency (ms)", f"{settings.target_ms:g}"), ("target_latency_percentile", f"{settings.percentile}"),
+    details = (("target_latency (ms)", f"{settings.target_ms:g}"),
+               ("target_latency_percentile", f"{settings.percentile}"),
                ("early_stopping_confidence", f"{settings.confidence}"),
                ("min_duration (s)", f"{settings.min_duration_s:g}"),
                ("min_query_count", str(min_queries(settings.percentile, settings.confidence) + 1)),

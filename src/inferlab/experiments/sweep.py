@@ -7,11 +7,13 @@ once its throughput and latency stopped moving, so a sweep's curve shows the ser
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
-from inferlab.experiments.points import LoadPoint
+from inferlab.experiments.points import LoadPoint, sweep_points
+from inferlab.experiments.results import ResultsFolder
 from inferlab.experiments.stability import is_stable, window_of
 from inferlab.loadgen.result import RunResult
 
@@ -92,3 +94,22 @@ def run_sweep(
             on_step(step)
         steps.append(step)
     return steps
+
+
+def sweep_to_folder(
+    driver: Driver, specs: Iterable[str], settings: SweepSettings, results_root: Path,
+    on_step: Callable[[Step], None] | None = None,
+) -> ResultsFolder:
+    """`--sweep concurrency=1,2,4 --sweep think=0,1` run end to end, each step saved as soon as it finishes.
+
+    This is what `inferlab sweep` and `inferlab bench --sweep` call.
+    """
+    folder = ResultsFolder.create(results_root, "sweep")
+
+    def finished(step: Step) -> None:
+        folder.add_run(step.result)
+        if on_step is not None:
+            on_step(step)
+
+    run_sweep(driver, sweep_points(specs), settings, on_step=finished)
+    return folder

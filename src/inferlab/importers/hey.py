@@ -27,7 +27,7 @@ def import_hey_csv(text: str, source: str = "hey.csv") -> RunResult:
     header = tuple(next(reader, ()))
     if header != HEADER:
         raise InvalidInput(f"{source}: not a `hey -o csv` file; expected the header {','.join(HEADER)}")
-    records = []
+    records: list[RequestRecord] = []
     for line, row in enumerate(reader, start=2):
         if not row:
             continue

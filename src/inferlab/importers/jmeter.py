@@ -28,7 +28,8 @@ def import_jtl(text: str, source: str = "results.jtl") -> RunResult:
     rows = list(reader)
     try:
         start_ms = min(int(row["timeStamp"]) for row in rows) if rows else 0
-        records, users = [], []
+        records: list[RequestRecord] = []
+        users: list[int] = []
         for row in rows:
             records.append(_record(len(records), row, start_ms))
             users.append(int(row.get("allThreads") or row.get("grpThreads") or 0))

@@ -195,7 +195,7 @@ def latency_histogram(runs: Sequence[RunView]) -> Plot | None:
     decoded = [_histogram_points(r.result.latency.histogram) for r in chosen]
     low = max(min(v.min() for v, _ in decoded), 1e-3)
     high = max(max(v.max() for v, _ in decoded), low * 1.01)
-    bins = np.geomspace(low * 0.95, high * 1.05, 60)
+    bins = np.geomspace(low * 0.95, high * 1.05, 60).tolist()
     figure, (ax,) = _figure()
     for run, (values, counts), color in zip(chosen, decoded, _colors(), strict=False):
         share = 100.0 * counts / counts.sum()

@@ -48,7 +48,7 @@ def save_figures(plots: Sequence[Plot], folder: Path) -> list[Path]:
     for plot in plots:
         for suffix, options in ((".png", {"dpi": 150}), (".svg", {"metadata": {"Date": None}})):
             path = folder / f"{plot.name}{suffix}"
-            plot.figure.savefig(path, **options)  # type: ignore[arg-type]  # matplotlib's kwargs are untyped
+            plot.figure.savefig(path, **options)
             written.append(path)
     return written
 

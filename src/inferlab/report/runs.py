@@ -33,11 +33,12 @@ class RunView:
 
 def view(result: RunResult) -> RunView:
     config = result.config
-    load: dict[str, Any] = config.get("load") if isinstance(config.get("load"), dict) else {}  # type: ignore[assignment]
+    raw = config.get("load")
+    load: dict[str, Any] = raw if isinstance(raw, dict) else {}
     mode = str(load.get("mode") or config.get("mode") or result.mode)
     concurrency = int(load.get("concurrency") or config.get("concurrency") or 0)
     rate = float(load.get("rate") or _plan_rate(config))
-    think = float(load.get("think_s") if "think_s" in load else _plan_think(config))
+    think = float(load["think_s"]) if "think_s" in load else _plan_think(config)
     series = str(config.get("series") or _default_series(config))
     where = f"rate={rate:g}/s" if mode == "open" else f"c={concurrency}" + (f" think={think:g}s" if think else "")
     return RunView(result, series, mode, concurrency, rate, think, f"{series} {where}".strip())
