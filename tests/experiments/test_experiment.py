@@ -1,4 +1,4 @@
-"""Experiment files: the matrix expands as written, configs go through the repository API, results land in one folder."""
+"""Experiment files: the matrix expands as written, configs go through the repository API, one results folder."""
 
 from __future__ import annotations
 
@@ -80,5 +80,5 @@ def test_experiment_stores_every_run_with_config_and_environment(own_server: str
 
 
 def test_refused_config_names_the_model_and_the_reply(own_server: str) -> None:
-    with pytest.raises(ServerRefused, match="loading 'nosuch'.*HTTP 4"):
+    with pytest.raises(ServerRefused, match=r"loading 'nosuch'.*HTTP 4"):
         apply_config(own_server, "nosuch", {"max_batch_size": 8})
