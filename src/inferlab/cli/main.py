@@ -8,6 +8,7 @@ import click
 import httpx
 
 from inferlab import __version__
+from inferlab.cli.bench import bench
 from inferlab.cli.client import ServerError
 from inferlab.cli.infer import infer
 from inferlab.cli.models import models
@@ -31,6 +32,7 @@ def cli() -> None:
 cli.add_command(serve)
 cli.add_command(models)
 cli.add_command(infer)
+cli.add_command(bench)
 cli.add_command(report)
 cli.add_command(scenario)
 cli.add_command(sweep)
