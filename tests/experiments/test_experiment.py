@@ -11,8 +11,9 @@ import pytest
 from inferlab.config import ServerConfig
 from inferlab.errors import InvalidInput
 from inferlab.experiments.experiment import ServerRefused, apply_config, run_experiment
-from inferlab.experiments.spec import load_spec
+from inferlab.experiments.spec import ENCODINGS, PROTOCOLS, load_spec, wire_protocol
 from inferlab.importers import load_results
+from inferlab.loadgen.payloads import PROTOCOLS as LOADGEN_PROTOCOLS
 from inferlab.server.app import serve_in_thread
 from tests.conftest import make_repository
 
@@ -48,9 +49,16 @@ def test_matrix_expands_and_varying_keys_name_the_series() -> None:
     assert [p.concurrency for p in spec.points] == [1, 2]
 
 
+def test_every_protocol_and_encoding_maps_to_a_load_generator_protocol() -> None:
+    names = {wire_protocol(p, e) for p in PROTOCOLS for e in ENCODINGS}
+    assert names <= set(LOADGEN_PROTOCOLS)
+    assert wire_protocol("rest", "binary") == "v2-binary" and wire_protocol("grpc", "json") == "v2-grpc"
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("url: x\nmodel: m\nload: {concurrency: [1]}\nservers: {gpus: [1]}", "servers: unknown key"),
-    ("url: x\nmodel: m\nload: {concurrency: [1]}\nservers: {protocol: [grpc]}", "only"),
+    ("url: x\nmodel: m\nload: {concurrency: [1]}\nservers: {protocol: [soap]}", "protocol 'soap' is not one of"),
+    ("url: x\nmodel: m\nload: {concurrency: [1]}\nservers: {batch_size: [0]}", "batch_size 0"),
     ("url: x\nmodel: m\nload: {concurrency: [1]}\nservers: {instances: [0]}", "instances: 0"),
     ("url: x\nmodel: m", "'load' is required"),
     ("model: m\nload: {concurrency: [1]}", "'url' is required"),

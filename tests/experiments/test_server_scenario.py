@@ -22,7 +22,7 @@ def test_server_scenario_finds_capacity_within_15_percent() -> None:
     assert "Scenario : Server" in summary
 
 
-def test_unreachable_target_is_invalid_with_the_reason() -> None:
+def test_too_short_single_stream_is_invalid_with_the_reason() -> None:
     with serve_sleep(workers=1, service_s=0.05) as url:
         driver = LoadgenDriver(Target(f"{url}/"), record_requests=True)
         verdict = single_stream(driver, duration_s=0.5, warmup_s=0.0, sut=url)

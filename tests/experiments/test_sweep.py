@@ -5,14 +5,14 @@ from __future__ import annotations
 from inferlab.experiments.driver import LoadgenDriver
 from inferlab.experiments.points import sweep_points
 from inferlab.experiments.sweep import Step, SweepSettings, run_sweep
-from tests.experiments.loads import digits_target
+from inferlab.loadgen.payloads import model_target
 
 
 def test_concurrency_sweep_yields_one_stable_result_per_step(base_url: str) -> None:
-    driver = LoadgenDriver(digits_target(base_url), labels={"series": "digits REST"})
+    driver = LoadgenDriver(model_target(base_url, "digits"), labels={"series": "digits REST"})
     points = sweep_points(["concurrency=1,2,4"], sweep_points(["think=0.005"])[0])
     # Think time keeps the offered load below what two shared cores serve, so steps settle quickly;
-    # the median is judged because one scheduler hiccup moves a sub-millisecond mean by more than 30%.
+    # the median is judged because one scheduler hiccup can move a sub-millisecond mean past the tolerance.
     settings = SweepSettings(window_s=0.5, warmup_s=0.3, tolerance=0.3, max_windows=12, percentile="50")
     seen: list[Step] = []
     steps = run_sweep(driver, points, settings, on_step=seen.append)

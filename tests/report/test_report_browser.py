@@ -10,11 +10,11 @@ from inferlab.experiments.driver import LoadgenDriver
 from inferlab.experiments.points import LoadPoint, sweep_points
 from inferlab.experiments.sweep import SweepSettings, run_sweep
 from inferlab.importers import load_results
+from inferlab.loadgen.payloads import model_target
 from inferlab.loadgen.plan import Target
 from inferlab.loadgen.result import RunResult
 from inferlab.report.figures import FIGURES
 from inferlab.report.render import render_report
-from tests.experiments.loads import digits_target
 from tests.experiments.sleep_server import serve_sleep
 from tests.report.browser import PageShot, blank_figures, chromium, open_page
 
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(chromium() is None, reason="needs Debian chromiu
 def real_runs(base_url: str) -> list[RunResult]:
     """A digits sweep over threads x think time, two runs of a server that sends Server-Timing, and a JTL."""
     settings = SweepSettings(window_s=0.3, warmup_s=0.2, tolerance=0.5, max_windows=4)
-    digits = LoadgenDriver(digits_target(base_url), labels={"series": "digits REST"})
+    digits = LoadgenDriver(model_target(base_url, "digits"), labels={"series": "digits REST"})
     runs = [s.result for s in run_sweep(digits, sweep_points(["concurrency=1,2,4", "think=0,0.002"]), settings)]
     with serve_sleep(workers=2, service_s=0.004) as url:
         for series in ("sleep 2 workers A", "sleep 2 workers B"):

@@ -11,11 +11,11 @@ import click
 
 from inferlab.experiments.driver import LoadgenDriver
 from inferlab.experiments.experiment import run_experiment
-from inferlab.experiments.payload import ENCODINGS, v2_target
 from inferlab.experiments.results import ResultsFolder
 from inferlab.experiments.scenarios import ScenarioResult, ServerSettings, find_server_rate, offline, single_stream
 from inferlab.experiments.spec import Variant, load_spec
 from inferlab.experiments.sweep import Step, SweepSettings, sweep_to_folder
+from inferlab.loadgen.payloads import PROTOCOLS, model_target
 from inferlab.loadgen.plan import Target, parse_duration
 
 _RESULTS = click.option("--results", "results_root", type=click.Path(file_okay=False, path_type=Path),
@@ -26,10 +26,12 @@ def _target_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """URL plus either --model (a V2 request made from the model's metadata) or hey's body flags."""
     for option in reversed((
         click.argument("url"),
-        click.option("--model", default=None, help="V2 model name: send a request made from its metadata to "
-                     "URL/v2/models/MODEL/infer (URL is then the server's base URL)."),
-        click.option("--encoding", type=click.Choice(ENCODINGS), default="json", show_default=True,
-                     help="With --model: JSON tensors or the binary-tensor extension."),
+        click.option("--model", default=None, help="Send requests made from this model's metadata; URL is then "
+                     "the server's base URL (grpc://HOST:PORT for --protocol v2-grpc)."),
+        click.option("--protocol", type=click.Choice(PROTOCOLS), default="v2-json", show_default=True,
+                     help="With --model: how requests are encoded."),
+        click.option("--batch-size", type=click.IntRange(1), default=1, show_default=True,
+                     help="With --model: rows per request."),
         click.option("-m", "--method", default=None, help="HTTP method (default GET, POST with a body)."),
         click.option("-H", "--header", "headers", multiple=True, help="'Name: value'; repeatable."),
         click.option("-d", "--data", default=None, help="Request body."),
@@ -42,10 +44,10 @@ def _target_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def _driver(url: str, model: str | None, encoding: str, method: str | None, headers: tuple[str, ...],
+def _driver(url: str, model: str | None, protocol: str, batch_size: int, method: str | None, headers: tuple[str, ...],
             data: str | None, data_file: Path | None, timeout_s: float, **extra: Any) -> LoadgenDriver:
     if model is not None:
-        target = v2_target(url, model, encoding)
+        target = model_target(url, model, protocol=protocol, batch_size=batch_size)
     else:
         body = data_file.read_bytes() if data_file is not None else (data or "").encode()
         pairs = []
@@ -55,7 +57,7 @@ def _driver(url: str, model: str | None, encoding: str, method: str | None, head
                 raise click.UsageError(f"header {header!r}: expected 'Name: value'")
             pairs.append((name.strip(), value.strip()))
         target = Target(url, method or ("POST" if body else "GET"), tuple(pairs), (body,))
-    labels = {"series": extra.pop("series", None) or (f"{model} ({encoding})" if model else url)}
+    labels = {"series": extra.pop("series", None) or (f"{model} {protocol} batch {batch_size}" if model else url)}
     return LoadgenDriver(target, timeout_s=timeout_s, labels=labels, **extra)
 
 

@@ -17,10 +17,10 @@ import httpx
 
 from inferlab.errors import InvalidInput
 from inferlab.experiments.driver import LoadgenDriver
-from inferlab.experiments.payload import v2_target
 from inferlab.experiments.results import ResultsFolder
 from inferlab.experiments.spec import ExperimentSpec, Variant
 from inferlab.experiments.sweep import Step, run_sweep
+from inferlab.loadgen.payloads import model_target
 
 
 class ServerRefused(InvalidInput):
@@ -60,9 +60,13 @@ def run_experiment(spec: ExperimentSpec, results_root: Path, text: str = "",
     for variant in spec.variants:
         apply_config(spec.url, spec.model, variant.config)
         labels = {"series": variant.label, "server_config": variant.config, "protocol": variant.protocol,
-                  "encoding": variant.encoding, "model": spec.model, "experiment": spec.name}
-        driver = LoadgenDriver(v2_target(spec.url, spec.model, variant.encoding, spec.seed), timeout_s=spec.timeout_s,
-                               seed=spec.seed, labels=labels)
+                  "batch_size": variant.batch_size, "model": spec.model, "experiment": spec.name}
+        base = spec.grpc_url if variant.protocol == "v2-grpc" else spec.url
+        if not base:
+            raise InvalidInput("protocol grpc needs 'grpc_url: grpc://HOST:PORT' in the experiment file")
+        target = model_target(base, spec.model, protocol=variant.protocol, batch_size=variant.batch_size,
+                              seed=spec.seed)
+        driver = LoadgenDriver(target, timeout_s=spec.timeout_s, seed=spec.seed, labels=labels)
 
         def finished(step: Step, variant: Variant = variant) -> None:
             folder.add_run(step.result)

@@ -27,17 +27,17 @@ from typing import Any
 import yaml
 
 from inferlab.errors import InvalidInput
-from inferlab.experiments.payload import ENCODINGS
 from inferlab.experiments.points import LoadPoint, sweep_points
 from inferlab.experiments.sweep import SweepSettings
 
-#: Matrix keys that change the model's config.yaml (applied by the server) or the client (protocol, encoding).
+#: Matrix keys that change the model's config.yaml (applied by the server) or the client's requests.
 SERVER_KEYS = ("batching", "max_batch_size", "max_queue_delay_us", "instances")
-CLIENT_KEYS = ("protocol", "encoding")
-PROTOCOLS = ("rest",)  # the load generator speaks HTTP/1.1; gRPC arrives with its gRPC transport
+CLIENT_KEYS = ("protocol", "encoding", "batch_size")
+PROTOCOLS = ("rest", "grpc", "tfserving", "tfaas")
+ENCODINGS = ("json", "binary")
 LOAD_KEYS = {"concurrency": "concurrency", "rate": "rate", "think_s": "think", "think": "think"}
 TOP_KEYS = {"name", "url", "model", "servers", "load", "window_s", "warmup_s", "tolerance", "max_windows",
-            "percentile", "timeout_s", "base_config", "seed"}
+            "percentile", "timeout_s", "base_config", "seed", "grpc_url"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +45,8 @@ class Variant:
     """One server configuration of the matrix: what goes to config.yaml, and how the client talks."""
 
     config: dict[str, Any]  # the config.yaml mapping sent with the load request
-    protocol: str
-    encoding: str
+    protocol: str  # the load generator's name for protocol + encoding: v2-json, v2-binary, v2-grpc, ...
+    batch_size: int  # rows per request
     label: str  # the matrix values that vary, e.g. "batching=on max_batch_size=8 encoding=binary"
 
 
@@ -54,6 +54,7 @@ class Variant:
 class ExperimentSpec:
     name: str
     url: str
+    grpc_url: str  # grpc://HOST:PORT, for variants with protocol grpc
     model: str
     variants: tuple[Variant, ...]
     points: tuple[LoadPoint, ...]
@@ -82,7 +83,8 @@ def load_spec(text: str, where: str = "experiment") -> ExperimentSpec:
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"{where}: {exc}") from None
     return ExperimentSpec(
-        name=str(raw.get("name", "experiment")), url=str(raw["url"]).rstrip("/"), model=str(raw["model"]),
+        name=str(raw.get("name", "experiment")), url=str(raw["url"]).rstrip("/"),
+        grpc_url=str(raw.get("grpc_url", "")), model=str(raw["model"]),
         variants=_variants(raw.get("servers") or {}, raw.get("base_config") or {}, where),
         points=tuple(_points(raw.get("load"), where)), sweep=sweep,
         timeout_s=float(raw.get("timeout_s", 20.0)), seed=int(raw.get("seed", 0)),
@@ -104,20 +106,29 @@ def _variants(matrix: Any, base: Any, where: str) -> tuple[Variant, ...]:
     for key, values in axes.items():
         if not values:
             raise InvalidInput(f"{where}: servers.{key}: give at least one value")
-    for protocol in axes.get("protocol", ["rest"]):
-        if protocol not in PROTOCOLS:
-            raise InvalidInput(f"{where}: servers.protocol {protocol!r}: only {PROTOCOLS} can be measured yet")
-    for encoding in axes.get("encoding", ["json"]):
-        if encoding not in ENCODINGS:
-            raise InvalidInput(f"{where}: servers.encoding {encoding!r} is not one of {ENCODINGS}")
+    for key, allowed in (("protocol", PROTOCOLS), ("encoding", ENCODINGS)):
+        for value in axes.get(key, []):
+            if value not in allowed:
+                raise InvalidInput(f"{where}: servers.{key} {value!r} is not one of {allowed}")
+    for size in axes.get("batch_size", []):
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise InvalidInput(f"{where}: servers.batch_size {size!r} is not an integer >= 1")
     varying = [key for key, values in axes.items() if len(values) > 1]
     variants = []
     for combo in itertools.product(*axes.values()):
         chosen = dict(zip(axes, combo, strict=True))
-        variants.append(Variant(config=_config(base, chosen, where), protocol=str(chosen.get("protocol", "rest")),
-                                encoding=str(chosen.get("encoding", "json")),
+        variants.append(Variant(config=_config(base, chosen, where),
+                                protocol=wire_protocol(chosen.get("protocol", "rest"), chosen.get("encoding", "json")),
+                                batch_size=int(chosen.get("batch_size", 1)),
                                 label=" ".join(f"{k}={_show(chosen[k])}" for k in varying) or "default"))
     return tuple(variants)
+
+
+def wire_protocol(protocol: str, encoding: str) -> str:
+    """rest + json -> v2-json, rest + binary -> v2-binary, grpc -> v2-grpc (protobuf has one encoding)."""
+    if protocol == "rest":
+        return f"v2-{encoding}"
+    return "v2-grpc" if protocol == "grpc" else protocol
 
 
 def _config(base: Mapping[str, Any], chosen: Mapping[str, Any], where: str) -> dict[str, Any]:
