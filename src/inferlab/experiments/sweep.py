@@ -15,6 +15,7 @@ from typing import Protocol
 from inferlab.experiments.points import LoadPoint, sweep_points
 from inferlab.experiments.results import ResultsFolder
 from inferlab.experiments.stability import is_stable, window_of
+from inferlab.experiments.windows import merge_windows
 from inferlab.loadgen.result import RunResult
 
 
@@ -49,25 +50,27 @@ class SweepSettings:
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One load point's outcome: every window measured, and whether the last ones agreed."""
+    """One load point's outcome: every window measured, whether the last ones agreed, and `result`: those
+    last `stable_windows` windows merged, its config noting the load point and the stability evidence."""
 
     point: LoadPoint
     windows: tuple[RunResult, ...]
     stable: bool
+    result: RunResult
 
-    @property
-    def result(self) -> RunResult:
-        """The last window, its config annotated with the load point and the stability evidence."""
-        last = self.windows[-1]
-        config = dict(last.config)
-        config["load"] = self.point.as_dict()
-        config["step"] = {
-            "stable": self.stable,
-            "windows": len(self.windows),
-            "window_requests_per_s": [w.requests_per_s for w in self.windows],
-            "window_mean_ms": [w.latency.mean_ms for w in self.windows],
-        }
-        return dataclasses.replace(last, config=config)
+
+def _step(point: LoadPoint, windows: list[RunResult], stable: bool, settings: SweepSettings) -> Step:
+    merged = merge_windows(windows[-settings.stable_windows:])
+    config = dict(merged.config)
+    config["load"] = point.as_dict()
+    config["step"] = {
+        "stable": stable,
+        "windows": len(windows),
+        "merged_windows": min(len(windows), settings.stable_windows),
+        "window_requests_per_s": [w.requests_per_s for w in windows],
+        "window_mean_ms": [w.latency.mean_ms for w in windows],
+    }
+    return Step(point, tuple(windows), stable, dataclasses.replace(merged, config=config))
 
 
 def run_step(driver: Driver, point: LoadPoint, settings: SweepSettings) -> Step:
@@ -78,8 +81,8 @@ def run_step(driver: Driver, point: LoadPoint, settings: SweepSettings) -> Step:
         windows.append(driver.run(point, settings.window_s, warmup))
         judged = [window_of(w, settings.percentile) for w in windows]
         if is_stable(judged, settings.tolerance, settings.stable_windows):
-            return Step(point, tuple(windows), stable=True)
-    return Step(point, tuple(windows), stable=False)
+            return _step(point, windows, True, settings)
+    return _step(point, windows, False, settings)
 
 
 def run_sweep(

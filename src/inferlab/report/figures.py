@@ -96,7 +96,7 @@ def latency_vs_load(runs: Sequence[RunView]) -> Plot | None:
     figure, (ax,) = _figure()
     for (series, points), color in zip(curves.items(), _colors(), strict=False):
         x = [r.load for r in points]
-        for key, style, name in PERCENTILE_STYLES:
+        for key, style, name in PERCENTILE_STYLES[::2]:
             y = [r.result.latency.percentiles_ms.get(key, np.nan) for r in points]
             ax.plot(x, y, style, marker="o", color=color, label=f"{series} {name}")
     ax.set_xlabel(_load_label(runs))
@@ -104,7 +104,7 @@ def latency_vs_load(runs: Sequence[RunView]) -> Plot | None:
     ax.set_yscale("log")
     ax.legend(fontsize="small", ncols=2)
     return Plot("latency_vs_load", "Latency percentiles vs load",
-                "p50, p90 and p99 latency at each load step, timed from the intended send time.", figure)
+                "p50 (solid) and p99 (dotted) latency at each load step, timed from the intended send time.", figure)
 
 
 def _closed_curves(runs: Sequence[RunView]) -> dict[str, list[RunView]]:
@@ -163,10 +163,11 @@ def latency_over_time(runs: Sequence[RunView]) -> Plot | None:
         for key, style, name in PERCENTILE_STYLES[::2]:
             values = [i.window_percentiles_ms.get(key, np.nan) if i.requests else np.nan for i in run.result.intervals]
             top.plot(ends, values, style, color=color, label=f"{run.name} {name}")
-        width = np.diff([0.0, *ends])
-        bottom.plot(ends, [i.requests / w if w > 0 else 0.0 for i, w in zip(run.result.intervals, width,
-                                                                            strict=True)],
-                    "-", color=color, label=run.name)
+        step_s = float(run.result.config.get("interval_s") or 1.0)
+        widths = np.diff([ends[0] - step_s, *ends])
+        full = [(end, i.requests / w) for end, i, w in zip(ends, run.result.intervals, widths, strict=True)
+                if w >= step_s / 2]  # a short final interval (the drain) would spike or dip
+        bottom.plot([end for end, _ in full], [rate for _, rate in full], "-", color=color, label=run.name)
     top.set_ylabel("latency (ms)")
     top.set_yscale("log")
     top.legend(fontsize="small", ncols=2)
