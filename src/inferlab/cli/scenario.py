@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from inferlab.errors import InvalidInput
 from inferlab.experiments.driver import LoadgenDriver
 from inferlab.experiments.experiment import run_experiment
 from inferlab.experiments.results import ResultsFolder
@@ -67,7 +68,7 @@ def _slo(text: str) -> tuple[float, float]:
     try:
         percentile = float(name.strip().lower().removeprefix("p")) / 100.0
         bound_ms = parse_duration(value) * 1000.0
-    except ValueError:
+    except (ValueError, InvalidInput):
         raise click.BadParameter(f"{text!r}: expected e.g. p99=50ms") from None
     if not sep or not 0 < percentile < 1 or bound_ms <= 0:
         raise click.BadParameter(f"{text!r}: expected e.g. p99=50ms (percentile in (0, 100), bound > 0)")

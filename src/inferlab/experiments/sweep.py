@@ -107,6 +107,7 @@ def sweep_to_folder(
 
     This is what `inferlab sweep` and `inferlab bench --sweep` call.
     """
+    points = sweep_points(specs)
     folder = ResultsFolder.create(results_root, "sweep")
 
     def finished(step: Step) -> None:
@@ -114,5 +115,5 @@ def sweep_to_folder(
         if on_step is not None:
             on_step(step)
 
-    run_sweep(driver, sweep_points(specs), settings, on_step=finished)
+    run_sweep(driver, points, settings, on_step=finished)
     return folder

@@ -40,7 +40,8 @@ def view(result: RunResult) -> RunView:
     rate = float(load.get("rate") or _plan_rate(config))
     think = float(load["think_s"]) if "think_s" in load else _plan_think(config)
     series = str(config.get("series") or _default_series(config))
-    where = f"rate={rate:g}/s" if mode == "open" else f"c={concurrency}" + (f" think={think:g}s" if think else "")
+    users = f"c={concurrency}" if concurrency else ""  # hey's CSV does not say how many users ran
+    where = f"rate={rate:g}/s" if mode == "open" else users + (f" think={think:g}s" if think else "")
     return RunView(result, series, mode, concurrency, rate, think, f"{series} {where}".strip())
 
 
