@@ -15,6 +15,7 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from inferlab.report.runs import RunView
 
@@ -34,6 +35,14 @@ class Plot:
     title: str
     caption: str
     figure: Figure
+
+
+def _log_y(ax: Axes) -> None:
+    """Log scale with plain numbers (0.5, 2, 10), not 5x10^-1."""
+    ax.set_yscale("log")
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
 
 
 def _figure(rows: int = 1) -> tuple[Figure, list[Axes]]:
@@ -81,7 +90,7 @@ def throughput_vs_load(runs: Sequence[RunView]) -> Plot | None:
         if any(r.result.ok_per_s < r.result.requests_per_s for r in points):
             ax.plot(x, [r.result.requests_per_s for r in points], "x--", color=color, alpha=0.6,
                     label=f"{series} (all)")
-    ax.set_xlabel(_load_label(runs))
+    ax.set_xlabel(_load_label([r for points in curves.values() for r in points]))
     ax.set_ylabel("throughput (requests/s)")
     ax.set_ylim(bottom=0)
     ax.legend(fontsize="small")
@@ -99,9 +108,9 @@ def latency_vs_load(runs: Sequence[RunView]) -> Plot | None:
         for key, style, name in PERCENTILE_STYLES[::2]:
             y = [r.result.latency.percentiles_ms.get(key, np.nan) for r in points]
             ax.plot(x, y, style, marker="o", color=color, label=f"{series} {name}")
-    ax.set_xlabel(_load_label(runs))
+    ax.set_xlabel(_load_label([r for points in curves.values() for r in points]))
     ax.set_ylabel("latency (ms)")
-    ax.set_yscale("log")
+    _log_y(ax)
     ax.legend(fontsize="small", ncols=2)
     return Plot("latency_vs_load", "Latency percentiles vs load",
                 "p50 (solid) and p99 (dotted) latency at each load step, timed from the intended send time.", figure)
@@ -159,17 +168,20 @@ def latency_over_time(runs: Sequence[RunView]) -> Plot | None:
         return None
     figure, (top, bottom) = _figure(rows=2)
     for run, color in zip(chosen, _colors(), strict=False):
-        ends = [i.end_s for i in run.result.intervals]
-        for key, style, name in PERCENTILE_STYLES[::2]:
-            values = [i.window_percentiles_ms.get(key, np.nan) if i.requests else np.nan for i in run.result.intervals]
-            top.plot(ends, values, style, color=color, label=f"{run.name} {name}")
+        intervals = run.result.intervals
         step_s = float(run.result.config.get("interval_s") or 1.0)
-        widths = np.diff([ends[0] - step_s, *ends])
-        full = [(end, i.requests / w) for end, i, w in zip(ends, run.result.intervals, widths, strict=True)
-                if w >= step_s / 2]  # a short final interval (the drain) would spike or dip
-        bottom.plot([end for end, _ in full], [rate for _, rate in full], "-", color=color, label=run.name)
+        # the first interval's clock starts at the run's start, but its counts only after the warm-up
+        start = max(intervals[0].end_s - step_s, min(run.result.warmup_s, intervals[0].end_s - 1e-3))
+        widths = np.diff([start, *(i.end_s for i in intervals)])
+        # a run's short final interval holds only the drain: a few stragglers that would spike or dip
+        full = [(i, w) for i, w in zip(intervals, widths, strict=True) if w >= step_s / 2 and i.requests]
+        ends = [i.end_s for i, _ in full]
+        for key, style, name in PERCENTILE_STYLES[::2]:
+            top.plot(ends, [i.window_percentiles_ms.get(key, np.nan) for i, _ in full], style, marker=".",
+                     color=color, label=f"{run.name} {name}")
+        bottom.plot(ends, [i.requests / w for i, w in full], "-", marker=".", color=color, label=run.name)
     top.set_ylabel("latency (ms)")
-    top.set_yscale("log")
+    _log_y(top)
     top.legend(fontsize="small", ncols=2)
     bottom.set_xlabel("time since start (s)")
     bottom.set_ylabel("requests/s")
