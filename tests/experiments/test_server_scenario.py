@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from inferlab.errors import InferlabError
 from inferlab.experiments.driver import LoadgenDriver
 from inferlab.experiments.points import LoadPoint
 from inferlab.experiments.scenarios import ServerSettings, find_server_rate, single_stream
@@ -29,3 +32,10 @@ def test_too_short_single_stream_is_invalid_with_the_reason() -> None:
     last = verdict.summary().splitlines()[-1]
     assert not verdict.valid
     assert last.startswith("Result is : INVALID (") and "too few to back a p90 claim" in last
+
+
+def test_server_scenario_against_a_wrong_url_says_so(base_url: str) -> None:
+    driver = LoadgenDriver(Target(f"{base_url}/no/such/path"), record_requests=True)
+    settings = ServerSettings(target_ms=50.0, probe_s=0.3, warmup_s=0.0)
+    with pytest.raises(InferlabError, match=r"completed no request .*'404'.*target URL right"):
+        find_server_rate(driver, settings)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from inferlab.errors import InferlabError
 from inferlab.experiments.earlystop import early_stopping, min_queries, percentile_estimate
 from inferlab.experiments.points import LoadPoint
 from inferlab.experiments.sweep import Driver, SweepSettings, run_step
@@ -147,7 +148,8 @@ def find_server_rate(
 def _probe_capacity(driver: Driver, settings: ServerSettings) -> float:
     probe = driver.run(LoadPoint(concurrency=settings.probe_concurrency), settings.probe_s, settings.warmup_s)
     if probe.ok_per_s <= 0:
-        raise RuntimeError("the capacity probe completed no request; is the server answering?")
+        raise InferlabError(f"the capacity probe completed no request ({probe.counts.requests} sent, status codes "
+                            f"{probe.status_codes or 'none'}); is the target URL right and the server answering?")
     return probe.ok_per_s
 
 
