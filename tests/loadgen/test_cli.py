@@ -33,6 +33,7 @@ def test_the_seed_hey_command_works_with_bench_in_its_place(tiny: TinyServer, tm
     assert "  [200]\t101 responses" in out
     assert "  50% in " in out and "  99% in " in out
     assert "Requests/sec:\t" in out
+    assert "  Total data:\t202 bytes\n  Size/request:\t2 bytes\n" in out  # bodies only, as hey counts
 
 
 def test_errors_get_hey_error_distribution(tiny: TinyServer) -> None:
@@ -92,3 +93,12 @@ def test_bad_flags_are_usage_errors(tiny: TinyServer) -> None:
     result = CliRunner().invoke(cli, ["bench", "--rate", "10", "--stages", "1s@5", tiny.url + "/"])
     assert result.exit_code == 2
     assert "give one" in result.output
+
+
+def test_more_hey_flags_and_fail_invalid(tiny: TinyServer) -> None:
+    out = bench("-n", "6", "-c", "2", "-cpus", "1", "-host", "example.test", "-disable-compression", tiny.url + "/")
+    assert "  [200]\t6 responses" in out
+    result = CliRunner().invoke(cli, ["bench", "-n", "6", "-c", "2", "--max-lag-ms", "0", "--fail-invalid",
+                                      tiny.url + "/"])
+    assert result.exit_code == 1
+    assert "RESULT IS INVALID" in result.output

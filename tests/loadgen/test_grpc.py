@@ -88,4 +88,5 @@ def test_grpc_errors_map_to_http_statuses(grpc_server: tuple[str, Servicer]) -> 
                                                {"input": "FP32"}),))
     result = run(LoadPlan(wrong, concurrency=2, requests=6))
     assert result.status_codes == {"404": 6}
+    assert result.errors[0].message == "HTTP 404 (gRPC NOT_FOUND: no such model)"
     assert result.counts.http_errors == 6

@@ -44,7 +44,11 @@ from inferlab.loadgen.traces import SPREADS, read_azure, read_infless, read_time
 @click.option("-A", "accept", default=None, help="Accept header.")
 @click.option("-U", "user_agent", default=None, help="User-Agent header.")
 @click.option("-a", "basic_auth", default=None, help="Basic authentication, user:password.")
-@click.option("--disable-keepalive", is_flag=True, help="Open a new connection for every request.")
+@click.option("--disable-keepalive", "-disable-keepalive", is_flag=True, help="Open a new connection per request.")
+@click.option("-host", "host_header", default=None, help="Host header (hey's -host).")
+@click.option("-cpus", "cpus", type=click.IntRange(1), default=None, help="hey's -cpus: the same as --processes.")
+@click.option("-disable-compression", "-disable-redirects", "hey_noop", is_flag=True,
+              help="Accepted for hey compatibility: inferlab never asks for compression or follows redirects.")
 @click.option("--rate", type=click.FloatRange(0, min_open=True), default=None,
               help="Open loop: total arrivals per second, timed from the schedule (coordinated-omission free).")
 @click.option("--poisson", is_flag=True, help="Open loop: Poisson arrivals (seeded) instead of evenly spaced.")
@@ -85,23 +89,27 @@ from inferlab.loadgen.traces import SPREADS, read_azure, read_infless, read_time
 @click.option("--max-cpu-percent", type=float, default=90.0, show_default=True,
               help="Self-check: invalid when a generator process uses more CPU than this.")
 @click.option("--no-progress", is_flag=True, help="No live progress line.")
+@click.option("--fail-invalid", is_flag=True, help="Exit with status 1 when the self-check finds the run invalid.")
 def bench(ctx: click.Context, url: str, requests: int, concurrency: int, duration: str | None, per_user_rate: float,
           method: str, headers: tuple[str, ...], body_file: Path | None, body: str | None, content_type: str | None,
           timeout: float, output: str, accept: str | None, user_agent: str | None, basic_auth: str | None,
-          disable_keepalive: bool, rate: float | None, poisson: bool, stages: str | None, trace_file: Path | None,
+          disable_keepalive: bool, host_header: str | None, cpus: int | None, hey_noop: bool, rate: float | None,
+          poisson: bool, stages: str | None, trace_file: Path | None,
           trace_format: str, peak_rate: float, hold: str, azure_function: str | None, minute_s: float,
           count_scale: float, spread: str, time_scale: float, think: str | None, ramp_up: str, warmup: str,
           processes: int, seed: int, model: str | None, model_version: str | None, protocol: str,
           batch_size: int, input_file: Path | None, json_file: Path | None, csv_prefix: str | None,
-          requests_csv: Path | None, max_lag_ms: float, max_cpu_percent: float, no_progress: bool) -> None:
+          requests_csv: Path | None, max_lag_ms: float, max_cpu_percent: float, no_progress: bool,
+          fail_invalid: bool) -> None:
     """Send load to URL and report rate, latency, errors and where the time went (a drop-in for hey).
 
     Closed loop by default (-c users, as hey); --rate, --stages or --trace switch to an open loop whose
     latency counts from each request's intended send time.
     """
+    processes = cpus or processes
     try:
-        header_pairs = _headers(headers, content_type, accept, user_agent, basic_auth,
-                                has_body=bool(body or body_file))
+        header_pairs = _headers(headers + ((f"Host: {host_header}",) if host_header else ()), content_type, accept,
+                                user_agent, basic_auth, has_body=bool(body or body_file))
         if model is not None:
             target = model_target(url, model, protocol=protocol, batch_size=batch_size, input_path=input_file,
                                   seed=seed, version=model_version, headers=header_pairs)
@@ -143,6 +151,8 @@ def bench(ctx: click.Context, url: str, requests: int, concurrency: int, duratio
     banner = invalid_banner(result)
     if banner:
         click.echo(banner, err=True, nl=False)
+        if fail_invalid:
+            raise click.exceptions.Exit(1)
 
 
 def _headers(raw: tuple[str, ...], content_type: str | None, accept: str | None, user_agent: str | None,

@@ -79,6 +79,7 @@ def merge(plan: LoadPlan, workers: Sequence[WorkerResult], started_at_unix: floa
         self_check=_self_check(plan, lag, cpu_percent, sum(w.cpu_s for w in workers),
                                max((w.wall_s for w in workers), default=0.0), counts,
                                sum(w.clamped for w in workers)),
+        body_bytes_in=sum(w.body_bytes_in for w in workers),
         requests=tuple(sorted((r for w in workers for r in w.records), key=lambda r: (r.intended_s, r.process))),
     )
 

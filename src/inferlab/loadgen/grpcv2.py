@@ -116,6 +116,7 @@ class GrpcSlot:
                 ex.fail("timeout", f"no reply within {self._timeout:g} s")
             else:
                 ex.status = _HTTP_STATUS.get(code, 500)
+                ex.error = f"HTTP {ex.status} (gRPC {code.name}: {exc.details()})"
         timing = dict(await call.trailing_metadata() or ()).get("server-timing")
         if timing:
             ex.server_timing = timing.encode() if isinstance(timing, str) else bytes(timing)

@@ -4,7 +4,7 @@ The sections and their formats are hey's (print.go): Summary, Response time hist
 distribution, Details, Status code distribution, Error distribution. What hey cannot tell is appended
 after them: open-loop latency vs service time, Server-Timing spans, and the generator's self-check.
 Differences from hey, on purpose: every request asked for is counted (no n % c remainder dropped),
-statistics cover every request (no 1M-sample cap), `Total data` counts response bytes including headers.
+statistics cover every request (no 1M-sample cap).
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ def render_text(result: RunResult) -> str:
         w(f"  Average:\t{lat.mean_ms / 1000:4.4f} secs\n")
         w(f"  Requests/sec:\t{result.requests_per_s:4.4f}\n")
         w("  \n")
-        if result.bytes_in:
-            w(f"  Total data:\t{result.bytes_in} bytes\n")
-            w(f"  Size/request:\t{result.bytes_in // max(result.counts.requests, 1)} bytes\n")
+        if result.body_bytes_in:
+            w(f"  Total data:\t{result.body_bytes_in} bytes\n")
+            w(f"  Size/request:\t{result.body_bytes_in // max(result.counts.requests, 1)} bytes\n")
         w("\nResponse time histogram:\n")
         w(_histogram(lat))
         w("\n\nLatency distribution:\n")

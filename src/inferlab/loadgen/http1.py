@@ -26,7 +26,7 @@ class Exchange:
     """
 
     __slots__ = ("bytes_in", "bytes_out", "connect_end", "connect_start", "done", "error", "error_kind",
-                 "first_byte", "index", "intended", "ready", "sent", "server_timing", "status", "written")
+                 "first_byte", "head_bytes", "index", "intended", "ready", "sent", "server_timing", "status", "written")
 
     def __init__(self, index: int, intended: float) -> None:
         self.index = index
@@ -40,6 +40,7 @@ class Exchange:
         self.done = 0.0
         self.status = 0
         self.bytes_in = 0
+        self.head_bytes = 0  # status line and headers, so bodies can be counted as hey counts them
         self.bytes_out = 0
         self.server_timing = b""
         self.error_kind = ""
@@ -153,6 +154,7 @@ class Connection(asyncio.Protocol):
                 return
             if not self._parse_head(ex, data[:end]):
                 return
+            ex.head_bytes += end + 4
             data = data[end + 4:]
             if ex.status < 200:  # an interim 1xx response: the real one follows
                 self._reset()

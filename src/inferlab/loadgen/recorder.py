@@ -46,6 +46,7 @@ class WorkerResult:
     windows: list[Window] = field(default_factory=list)
     records: list[RequestRecord] = field(default_factory=list)
     bytes_in: int = 0
+    body_bytes_in: int = 0
     bytes_out: int = 0
     first_start_s: float = 0.0
     last_done_s: float = 0.0
@@ -119,7 +120,7 @@ class Recorder:
                 self._tally(e.error_kind, e.error, e.done)
             elif e.status >= 400:
                 res.counts["http_errors"] += 1
-                self._tally("http", f"HTTP {e.status}", e.done)
+                self._tally("http", e.error or f"HTTP {e.status}", e.done)
             else:
                 continue
             failures += 1
@@ -128,6 +129,7 @@ class Recorder:
         bytes_in = int(col["bytes_in"].sum())
         res.bytes_in += bytes_in
         res.bytes_out += int(col["bytes_out"].sum())
+        res.body_bytes_in += bytes_in - sum(e.head_bytes for e in batch)
         self._first = min(self._first, float(start[sent].min()) if sent.any() else self._first)
         self._last = max(self._last, float(col["done"].max()))
         if self.keep_records:

@@ -184,6 +184,7 @@ class RunResult:
     errors: tuple[ErrorCount, ...]
     intervals: tuple[IntervalStats, ...]
     self_check: SelfCheck
+    body_bytes_in: int = 0  # response bodies only (hey's "Total data")
     requests: tuple[RequestRecord, ...] = ()  # only when per-request records were asked for
     schema: str = SCHEMA
 
