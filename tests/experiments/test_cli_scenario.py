@@ -22,6 +22,9 @@ def test_sweep_command_saves_one_result_per_step(base_url: str, tmp_path: Path) 
     index = json.loads((folder / "index.json").read_text())
     assert [(e["series"], e["load"]["concurrency"]) for e in index] == [("cli sweep", 1), ("cli sweep", 2)]
     assert "c=2" in result.output and "windows" in result.output
+    html = tmp_path / "r.html"
+    assert CliRunner().invoke(cli, ["report", str(folder), "-o", str(html)]).exit_code == 0
+    assert html.read_text().count(" windows)</td>") == 2  # each step's stability verdict is in the table
 
 
 def test_single_stream_prints_a_verdict_and_saves_it(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ def test_report_command_writes_html_and_figures(tmp_path: Path) -> None:
     assert "<title>old runs</title>" in html and html.count("data:image/svg+xml;base64,") >= 3
     assert "<script" not in html and "cdn" not in html.lower()
     assert "hey: hey.csv" in html and "c=0" not in html
+    assert "<td>-</td>" in html  # imported runs are no sweep steps
     assert len(list((tmp_path / "f").glob("*.png"))) == len(list((tmp_path / "f").glob("*.svg"))) >= 3
 
 

@@ -13,6 +13,7 @@ import html
 import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from inferlab import __version__
 from inferlab.loadgen.result import RunResult
@@ -86,7 +87,7 @@ def render_report(results: Sequence[RunResult], title: str = "inferlab report", 
 
 def _table(runs: Sequence[RunView]) -> str:
     head = ("run", "mode", "requests", "ok %", "req/s", "mean ms", "p50 ms", "p90 ms", "p99 ms", "max ms",
-            "errors", "generator")
+            "errors", "step", "generator")
     rows = ["<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
     for run in runs:
         r = run.result
@@ -94,11 +95,19 @@ def _table(runs: Sequence[RunView]) -> str:
         check = "ok" if r.self_check.valid else "INVALID: " + "; ".join(r.self_check.reasons)
         cells = (run.name, r.mode, f"{r.counts.requests:,}", f"{100 * r.success_rate:.1f}", f"{r.requests_per_s:.1f}",
                  f"{r.latency.mean_ms:.2f}", _ms(p.get("50")), _ms(p.get("90")), _ms(p.get("99")),
-                 f"{r.latency.max_ms:.2f}", str(r.counts.requests - r.counts.ok), check)
+                 f"{r.latency.max_ms:.2f}", str(r.counts.requests - r.counts.ok), _stability(r.config), check)
         css = "" if r.self_check.valid else ' class="invalid"'
         rows.append(f"<tr{css}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     rows.append("</tbody></table>")
     return "".join(rows)
+
+
+def _stability(config: dict[str, Any]) -> str:
+    """A sweep step's verdict: did its last windows agree, and after how many windows?"""
+    step = config.get("step")
+    if not isinstance(step, dict):
+        return "-"
+    return f"{'stable' if step.get('stable') else 'NOT STABLE'} ({step.get('windows', '?')} windows)"
 
 
 def _ms(value: float | None) -> str:
