@@ -47,6 +47,7 @@ def test_matrix_expands_and_varying_keys_name_the_series() -> None:
     assert [v.label for v in spec.variants] == ["batching=off", "batching=on"]
     assert spec.variants[1].config == {"max_batch_size": 8, "batching": {"enabled": True, "max_queue_delay_us": 200}}
     assert [p.concurrency for p in spec.points] == [1, 2]
+    assert load_spec(SPEC.format(url="x") + "percentile: 99.0\n").sweep.percentile == "99"
 
 
 def test_every_protocol_and_encoding_maps_to_a_load_generator_protocol() -> None:
@@ -64,6 +65,7 @@ def test_every_protocol_and_encoding_maps_to_a_load_generator_protocol() -> None
     ("model: m\nload: {concurrency: [1]}", "'url' is required"),
     ("url: x\nmodel: m\nload: {users: [1]}", "load: unknown key"),
     ("[1, 2", "not valid YAML"),
+    ("url: x\nmodel: m\nload: {concurrency: [1]}\npercentile: 97", "percentile 97 is not one of"),
 ])
 def test_bad_experiment_files_say_what_is_wrong(text: str, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):

@@ -29,6 +29,7 @@ import yaml
 from inferlab.errors import InvalidInput
 from inferlab.experiments.points import LoadPoint, sweep_points
 from inferlab.experiments.sweep import SweepSettings
+from inferlab.loadgen.result import PERCENTILES, percentile_key
 
 #: Matrix keys that change the model's config.yaml (applied by the server) or the client's requests.
 SERVER_KEYS = ("batching", "max_batch_size", "max_queue_delay_us", "instances")
@@ -79,9 +80,12 @@ def load_spec(text: str, where: str = "experiment") -> ExperimentSpec:
     try:
         sweep = SweepSettings(window_s=float(raw.get("window_s", 2.0)), warmup_s=float(raw.get("warmup_s", 1.0)),
                               tolerance=float(raw.get("tolerance", 0.10)), max_windows=int(raw.get("max_windows", 10)),
-                              percentile=None if raw.get("percentile") is None else str(raw["percentile"]))
+                              percentile=None if raw.get("percentile") is None
+                              else percentile_key(float(raw["percentile"])))
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"{where}: {exc}") from None
+    if sweep.percentile is not None and float(sweep.percentile) not in PERCENTILES:
+        raise InvalidInput(f"{where}: percentile {sweep.percentile} is not one of {list(PERCENTILES)}")
     return ExperimentSpec(
         name=str(raw.get("name", "experiment")), url=str(raw["url"]).rstrip("/"),
         grpc_url=str(raw.get("grpc_url", "")), model=str(raw["model"]),
