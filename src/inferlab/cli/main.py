@@ -14,6 +14,8 @@ from inferlab.cli.fn import deploy, fn
 from inferlab.cli.infer import infer
 from inferlab.cli.models import models
 from inferlab.cli.perf import predict_cmd, profile, tune
+from inferlab.cli.report import report
+from inferlab.cli.scenario import experiment, scenario, sweep
 from inferlab.cli.serve import serve
 from inferlab.errors import InferlabError
 
@@ -38,6 +40,10 @@ cli.add_command(fn)
 cli.add_command(profile)
 cli.add_command(predict_cmd)
 cli.add_command(tune)
+cli.add_command(report)
+cli.add_command(scenario)
+cli.add_command(sweep)
+cli.add_command(experiment)
 
 
 def main() -> None:

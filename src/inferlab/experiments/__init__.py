@@ -1,0 +1,1 @@
+"""Experiments: stable sweeps, MLPerf-style SLO scenarios, experiment files and their results folders."""

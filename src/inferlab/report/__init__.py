@@ -1,0 +1,1 @@
+"""Reports: figures (matplotlib) and one self-contained HTML file from any set of runs."""
