@@ -75,7 +75,8 @@ def main() -> None:
         (proxy / "handler.py").write_text(textwrap.dedent(PROXY))
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        with running(inferlab_cmd(repo, port), f"{url}/v2/health/ready"), httpx.Client(base_url=url,
+        # Functions live in one server process: --workers 1.
+        with running(inferlab_cmd(repo, port, "--workers", "1"), f"{url}/v2/health/ready"), httpx.Client(base_url=url,
                                                                                         timeout=60) as client:
             cold_start(client, args.cold_starts)
             added_latency(client, proxy, "digits", (1, 64), args.requests)
