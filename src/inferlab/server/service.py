@@ -7,7 +7,6 @@ between (which model, is the input valid, run it, repository changes) happens he
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 from time import perf_counter
 from typing import Any
@@ -21,7 +20,7 @@ from inferlab.errors import InferlabError, InvalidInput, ModelNotFound
 from inferlab.messages import InferRequest, InferResponse
 from inferlab.repository.names import check_model_name, parse_version
 from inferlab.repository.registry import LoadedModel, ModelRegistry
-from inferlab.repository.store import CONFIG_FILE, LABELS_FILE, MODEL_FILE
+from inferlab.repository.store import CONFIG_FILE, LABELS_FILE, MODEL_FILE, write_atomic
 from inferlab.server import timing
 from inferlab.server.classification import top_k
 from inferlab.server.metrics import Metrics
@@ -177,26 +176,18 @@ class InferenceService:
         ModelConfig.from_dict(raw, where="load parameter 'config'")
         path = self.registry.store.model_dir(name) / CONFIG_FILE
         old = path.read_bytes() if path.is_file() else None
-        _write_atomic(path, yaml.safe_dump(raw, sort_keys=False).encode())
+        write_atomic(path, yaml.safe_dump(raw, sort_keys=False).encode())
         try:
             self.registry.load(name)
         except InferlabError:
             if old is None:
                 path.unlink()
             else:
-                _write_atomic(path, old)
+                write_atomic(path, old)
             with contextlib.suppress(InferlabError):
                 self.registry.load(name)
             raise
 
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _validate(model: LoadedModel, request: InferRequest) -> None:

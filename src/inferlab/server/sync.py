@@ -21,6 +21,7 @@ import orjson
 
 from inferlab.errors import InferlabError
 from inferlab.repository.registry import ModelRegistry
+from inferlab.repository.store import write_atomic
 
 STATE_DIR = ".inferlab"
 LOADED, UNLOADED, DELETED = "loaded", "unloaded", "deleted"
@@ -44,7 +45,7 @@ class RepositorySync:
         """Start from an empty state (the supervisor calls this before its workers load the repository)."""
         folder = root / STATE_DIR
         folder.mkdir(exist_ok=True)
-        _write_atomic(folder / "state.json", b"{}")
+        write_atomic(folder / "state.json", b"{}")
 
     def start(self) -> None:
         """Adopt the current state after `load_all`: apply unloads and deletes, remember every generation."""
@@ -81,7 +82,7 @@ class RepositorySync:
                 generation = max(states.get(name, (0, ""))[0], self._seen.get(name, 0)) + 1
                 states[name] = (generation, self._state_of(name))
                 self._seen[name] = generation
-                _write_atomic(self._path, orjson.dumps({k: list(v) for k, v in states.items()}))
+                write_atomic(self._path, orjson.dumps({k: list(v) for k, v in states.items()}))
                 self._stamp = None
 
     def _catch_up(self) -> None:
@@ -115,11 +116,3 @@ class RepositorySync:
             return {}
         return {str(k): (int(v[0]), str(v[1])) for k, v in raw.items()}
 
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

@@ -55,14 +55,14 @@ class HttpContext:
             raise Unauthorized("this operation needs 'Authorization: Bearer <token>' with the server's token")
 
 
-def json_object(body: bytes) -> dict[str, Any]:
-    """A request body that must be one JSON object; InvalidInput (400) otherwise."""
+def json_object(body: bytes | memoryview, what: str = "request body") -> dict[str, Any]:
+    """`body` must be one JSON object; InvalidInput (400) naming `what` otherwise."""
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"request body is not valid JSON: {exc}") from None
+        raise InvalidInput(f"{what} is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
-        raise InvalidInput("request body must be a JSON object")
+        raise InvalidInput(f"{what} must be a JSON object")
     return doc
 
 

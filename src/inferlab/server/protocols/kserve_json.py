@@ -16,6 +16,7 @@ import orjson
 from inferlab.errors import InvalidInput
 from inferlab.messages import InferRequest, InferResponse
 from inferlab.server.protocols.kserve_binary import BinarySegments, array_from_raw, raw_from_array
+from inferlab.server.web import json_object
 from inferlab.tensors import Array, v2_datatype, v2_dtype
 
 
@@ -43,12 +44,7 @@ def decode_request(
         )
     else:
         header, segments = body[:header_length], BinarySegments(memoryview(body)[header_length:])
-    try:
-        doc = orjson.loads(header)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise InvalidInput("request body must be a JSON object with an 'inputs' list")
+    doc = json_object(header)
     raw_inputs = doc.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise InvalidInput("'inputs' must be a non-empty list of tensors")

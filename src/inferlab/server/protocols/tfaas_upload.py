@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-import orjson
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from inferlab.errors import InvalidInput
+from inferlab.server.web import json_object
 
 FORM_PARTS = ("name", "model", "labels", "params", "op")
 
@@ -119,12 +119,7 @@ def _members(archive: tarfile.TarFile, max_unpacked_bytes: int) -> dict[str, byt
 
 def parse_params(data: bytes) -> dict[str, Any]:
     """A TFaaS params.json, with both key spellings (`inputNode`/`input_node`, ...) folded to snake_case."""
-    try:
-        doc = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"params are not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise InvalidInput("params must be a JSON object")
+    doc = json_object(data, "params")
     for camel, snake in (("inputNode", "input_node"), ("outputNode", "output_node"), ("imgChannels", "img_channels")):
         if camel in doc:
             doc.setdefault(snake, doc.pop(camel))
