@@ -41,7 +41,8 @@ def open_page(path: Path, timeout_s: float = 30.0) -> PageShot:
     binary = chromium()
     if binary is None:
         raise RuntimeError("chromium is not installed")
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium helper processes may still write into the profile as it exits; leftovers are harmless.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         process = subprocess.Popen(
             [binary, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--remote-debugging-port=0",
              f"--user-data-dir={profile}", "--no-first-run", "about:blank"],
