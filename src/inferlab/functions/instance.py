@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from inferlab import errors
 from inferlab.errors import DeadlineExceeded, InferlabError, InvalidInput, RuntimeFailure
 from inferlab.functions import worker
-from inferlab.functions.channel import READ_BUFFER_BYTES, read_frame, socket_pair, write_frame
+from inferlab.functions.channel import FrameReader, encode_frame, socket_pair
 from inferlab.functions.handler import Request, Response
 from inferlab.functions.spec import FunctionSpec
 from inferlab.messages import InferRequest, InferResponse
@@ -83,7 +83,8 @@ class Instance:
     ready_at: float = 0.0
     inflight: int = 0
     _process: Any = None
-    _writer: asyncio.StreamWriter | None = None
+    _transport: asyncio.Transport | None = None
+    _ready: asyncio.Future[str | None] | None = None  # set by "ready" (None) or "failed" (its message)
     _calls: dict[int, _Call] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -100,12 +101,14 @@ class Instance:
             await loop.run_in_executor(None, self._process.start)
         finally:
             child.close()
-        reader, self._writer = await asyncio.open_unix_connection(sock=parent, limit=READ_BUFFER_BYTES)
+        self._ready = loop.create_future()
+        self._transport, _ = await loop.create_unix_connection(
+            lambda: FrameReader(self._on_message, self._on_closed), sock=parent)
         try:
-            await asyncio.wait_for(self._handshake(reader, check_only), self.spec.start_timeout_s)
+            await asyncio.wait_for(self._handshake(check_only), self.spec.start_timeout_s)
         except BaseException as exc:
             self.kill()
-            self._writer.close()
+            self._transport.close()
             self.state = "dead"
             if isinstance(exc, TimeoutError):
                 raise InstanceFailed(
@@ -114,17 +117,16 @@ class Instance:
                 ) from None
             raise
         if check_only:
-            self._writer.close()
+            self._transport.close()
             self.state = "dead"
             await self._exit_code()
             return
         self.state = "ready"
         self.ready_at = perf_counter()
-        self._spawn(self._read(reader))
 
     async def invoke(self, request: Request) -> WorkerResult:
         """Run one request on this instance; the caller has already counted it in `inflight`."""
-        if self.state != "ready" or self._writer is None:
+        if self.state != "ready" or self._transport is None:
             raise InstanceFailed(f"instance {self.id} of function '{self.spec.name}' is {self.state}")
         inv_id = next(self._ids)
         loop = asyncio.get_running_loop()
@@ -132,7 +134,7 @@ class Instance:
         call.timer = loop.call_later(self.spec.timeout_s, self._expire, inv_id)
         self._calls[inv_id] = call
         body = pickle.PickleBuffer(request.body)  # sent out of band: see channel.py
-        write_frame(self._writer, ("invoke", inv_id, dataclasses.replace(request, body=b""), body))
+        self._transport.writelines(encode_frame(("invoke", inv_id, dataclasses.replace(request, body=b""), body)))
         try:
             return await call.future
         finally:
@@ -144,8 +146,8 @@ class Instance:
         if self.state in ("stopping", "dead"):
             return
         self.state = "stopping"
-        if self._writer is not None:
-            write_frame(self._writer, ("stop",))
+        if self._transport is not None:
+            self._transport.writelines(encode_frame(("stop",)))
         asyncio.get_running_loop().call_later(_STOP_GRACE_S, self.kill)
 
     def kill(self) -> None:
@@ -161,44 +163,42 @@ class Instance:
             self._process.join(2)
 
     # --- inside ----------------------------------------------------------------------------------
-    async def _handshake(self, reader: asyncio.StreamReader, check_only: bool) -> None:
-        while True:
-            try:
-                message = await read_frame(reader)
-            except (asyncio.IncompleteReadError, ConnectionError):
-                code = await self._exit_code()
-                raise InstanceFailed(f"function '{self.spec.name}' exited with code {code} while starting") from None
-            if message[0] == "log":
-                self.on_log(self.id, message[1])
-            elif message[0] == "ready":
-                return
-            else:
-                failure = message[1]
-                raise (InvalidInput(failure) if check_only else
-                       InstanceFailed(f"function '{self.spec.name}' failed to start: {failure}"))
-
-    async def _read(self, reader: asyncio.StreamReader) -> None:
+    async def _handshake(self, check_only: bool) -> None:
+        assert self._ready is not None
         try:
-            while True:
-                message = await read_frame(reader)
-                kind = message[0]
-                if kind == "result":
-                    call = self._calls.get(message[1])
-                    if call is not None and not call.future.done():
-                        response = message[2]
-                        response.body = bytes(message[3])
-                        call.future.set_result(WorkerResult(response, message[4], call.model_s, message[5]))
-                elif kind == "error":
-                    call = self._calls.get(message[1])
-                    if call is not None and not call.future.done():
-                        call.future.set_exception(self._error(message[2], message[3]))
-                elif kind == "infer":
-                    self._spawn(self._model_call(*message[1:]))
-                elif kind == "log":
-                    self.on_log(self.id, message[1])
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        await self._exited()
+            failure = await self._ready
+        except ConnectionError:
+            code = await self._exit_code()
+            raise InstanceFailed(f"function '{self.spec.name}' exited with code {code} while starting") from None
+        if failure is not None:
+            raise (InvalidInput(failure) if check_only else
+                   InstanceFailed(f"function '{self.spec.name}' failed to start: {failure}"))
+
+    def _on_message(self, message: tuple[Any, ...]) -> None:
+        """Act on one frame from the worker (called from the event loop's read callback)."""
+        kind = message[0]
+        if kind == "result":
+            call = self._calls.get(message[1])
+            if call is not None and not call.future.done():
+                response = message[2]
+                response.body = bytes(message[3])
+                call.future.set_result(WorkerResult(response, message[4], call.model_s, message[5]))
+        elif kind == "error":
+            call = self._calls.get(message[1])
+            if call is not None and not call.future.done():
+                call.future.set_exception(self._error(message[2], message[3]))
+        elif kind == "infer":
+            self._spawn(self._model_call(*message[1:]))
+        elif kind == "log":
+            self.on_log(self.id, message[1])
+        elif kind in ("ready", "failed") and self._ready is not None and not self._ready.done():
+            self._ready.set_result(None if kind == "ready" else message[1])
+
+    def _on_closed(self) -> None:
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(ConnectionError("the worker closed its channel while starting"))
+        elif self.state not in ("dead", "starting"):
+            self._spawn(self._exited())
 
     async def _model_call(self, inv_id: int | None, call_id: int, model: str, version: str | None,
                           inputs: dict[str, Any], outputs: list[str] | None) -> None:
@@ -220,8 +220,8 @@ class Instance:
         call = self._calls.get(inv_id) if inv_id is not None else None
         if call is not None:
             call.model_s += perf_counter() - start
-        if self._writer is not None and self.state != "dead":
-            write_frame(self._writer, reply)
+        if self._transport is not None and self.state != "dead":
+            self._transport.writelines(encode_frame(reply))
 
     def _error(self, class_name: str, message: str) -> InferlabError:
         if class_name == worker.HANDLER_ERROR:
@@ -245,8 +245,8 @@ class Instance:
     async def _exited(self) -> None:
         was = self.state
         self.state = "dead"
-        if self._writer is not None:
-            self._writer.close()
+        if self._transport is not None:
+            self._transport.close()
         code = await self._exit_code()
         pending = [c for c in self._calls.values() if not c.future.done()]
         for call in pending:

@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 
 from inferlab.config import ServerConfig
 from inferlab.functions.manager import FunctionManager
+from inferlab.memory import reserve_arenas
 from inferlab.repository.registry import ModelRegistry
 from inferlab.repository.store import ModelStore
 from inferlab.runtimes import RuntimeLoader
@@ -105,6 +106,7 @@ async def serve(server: Server, uv: uvicorn.Server, sockets: list[socket.socket]
 
 
 def _run_loop(server: Server, uv: uvicorn.Server, sockets: list[socket.socket] | None = None) -> None:
+    reserve_arenas()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # the loop uvicorn_config names
         runner.run(serve(server, uv, sockets))
 
