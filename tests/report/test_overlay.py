@@ -41,7 +41,7 @@ def point(rate: float, p50_ms: float, p99_ms: float, throughput: float, p95_ms: 
     return PredictedPoint(rate, throughput, 1000.0, p50_ms, p95_ms, p99_ms, "test")
 
 
-def predict_json(rate: float, p50_s: float | None, p99_s: float | None, **extra: Any) -> dict[str, Any]:
+def predict_json(rate: float, p50_s: Any, p99_s: float | None, **extra: Any) -> dict[str, Any]:
     """The fields `inferlab predict --json` writes for one rate (cli/perf.py prediction_json)."""
     return {"rate_rps": rate, "capacity_rps": 900.0, "utilisation": 0.1, "front_utilisation": 0.1,
             "throughput_rps": rate, "mean_queue_length": 0.0, "mean_latency_s": 0.001, "p50_s": p50_s,
@@ -126,7 +126,7 @@ def test_bad_prediction_files_are_refused_with_what_is_wrong(tmp_path: Path, con
 
 
 def test_report_section_highlights_misses_and_lists_unmatched_runs(tmp_path: Path) -> None:
-    runs = [hand_run(100, 1.2, 1.6, 2.1, 99.0), hand_run(200, 3.0, 4.0, 5.0, 150.0, valid=False),
+    runs = [hand_run(100, 1.2, 1.6, 2.1, 99.0), hand_run(205, 3.0, 4.0, 5.0, 150.0, valid=False),
             hand_run(100, 1.05, 1.5, 2.1, 100.0, series="digits b"), hand_run(400, 1, 1, 1, 400),
             hand_run(0, 1, 1, 1, 10, mode="closed")]
     text = render_report(runs, predictions=[point(100, 1.0, 2.0, 100.0, 1.5), point(200, 2.9, 4.9, 198.0, 4.0)],
@@ -136,9 +136,10 @@ def test_report_section_highlights_misses_and_lists_unmatched_runs(tmp_path: Pat
     assert 'id="predicted_vs_measured"' in section
     rows = re.findall(r"<tr(?: class=\"invalid\")?><td>.*?</tr>", section)
     assert [r.count('class="beyond"') for r in rows] == [0, 1, 1]
-    assert rows[0].startswith("<tr><td>digits b rate=100/s</td>")
+    assert rows[0].startswith("<tr><td>digits b rate=100/s</td><td>100</td>")
     assert re.findall(r'<td class="beyond">([^<]*)</td>', rows[1]) == ["+17%"]  # p50 only; p99 +5%, throughput -1%
-    assert rows[2].startswith('<tr class="invalid">') and "INVALID" in rows[2]
+    assert rows[2].startswith('<tr class="invalid"><td>digits rate=205/s</td><td>205 (model: 200)</td>')
+    assert "INVALID" in rows[2]
     assert re.findall(r'<td class="beyond">([^<]*)</td>', rows[2]) == ["-32%"]  # throughput 150 vs 198
     assert "rate=400/s: the nearest prediction (200/s) is 50% from its rate 400/s" in section
     assert "c=4: closed loop" in section

@@ -54,9 +54,9 @@ def test_report_overlays_a_real_prediction_on_real_runs(flow: Path) -> None:
     text = page.read_text()
     table = text[text.index('<table id="overlay">'):]
     table = table[:table.index("</table>")]
-    rows = re.findall(r"<tr(?: class=\"invalid\")?><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td>", table)
-    assert [(float(rate), float(at)) for _, rate, at in rows] == [(r, r) for r in RATES]
-    assert len(re.findall(r"<td(?: class=\"beyond\")?>[+-]\d+%</td>", table)) == 4 * len(RATES)  # p50 p95 p99 tput
+    rows = re.findall(r"<tr(?: class=\"invalid\")?><td>[^<]*</td><td>([^<]*)</td>", table)
+    assert rows == [str(r) for r in RATES]
+    assert len(re.findall(r"<td(?: class=\"beyond\")?>[+-]\d+%</td>", table)) == 3 * len(RATES)  # p50, p99, throughput
     unmatched = text[text.index('<ul class="meta" id="unmatched">'):]
     assert "c=2: closed loop" in unmatched[:unmatched.index("</ul>")]
     shot = open_page(page)

@@ -19,10 +19,12 @@ from typing import Any
 from inferlab import __version__
 from inferlab.loadgen.result import RunResult
 from inferlab.report.figures import Plot, all_plots, predicted_vs_measured
-from inferlab.report.overlay import LATENCIES, RATE_TOLERANCE, TARGETS, Comparison, Overlay, match
+from inferlab.report.overlay import RATE_TOLERANCE, TARGETS, Comparison, Overlay, match
 from inferlab.report.predictions import PredictedPoint
 from inferlab.report.runs import RunView, views
 
+#: The overlay table's metrics, those with a target (p95 has none: it is in the figure only).
+TABLE_METRICS = ("p50", "p99", "throughput")
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 72rem;
        color: #222; padding: 0 1rem; }
@@ -31,7 +33,8 @@ h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { font-size: 1.2rem; margin-t
 table { border-collapse: collapse; font-size: .85rem; width: 100%; }
 th, td { border-bottom: 1px solid #ddd; padding: .3rem .5rem; text-align: right; white-space: nowrap; }
 th:first-child, td:first-child { text-align: left; white-space: normal; }
-th { background: #f4f4f4; }
+th { background: #f4f4f4; } th[colspan] { text-align: center; }
+.wide { overflow-x: auto; }
 tr.invalid td { color: #a40000; }
 td.beyond { background: #fde2e2; color: #a40000; font-weight: 600; }
 figure { margin: 1.5rem 0; } figure img { width: 100%; max-width: 60rem; display: block; }
@@ -117,15 +120,16 @@ def _overlay_section(overlay: Overlay, plot: Plot | None, tolerance: float) -> s
 
 
 def _overlay_table(matched: Sequence[Comparison]) -> str:
-    names = [n for n in (*LATENCIES, "throughput") if any(c.metric(n) for c in matched)]
+    names = [n for n in TABLE_METRICS if any(c.metric(n) for c in matched)]
     groups = "".join(f'<th colspan="3">{n} {"req/s" if n == "throughput" else "ms"}'
                      f'{f" (±{100 * t:g}%)" if (t := TARGETS[n]) else ""}</th>' for n in names)
-    head = ('<table id="overlay"><thead><tr><th rowspan="2">run</th><th rowspan="2">rate/s</th>'
-            f'<th rowspan="2">predicted at /s</th>{groups}<th rowspan="2">generator</th></tr><tr>'
-            + "<th>predicted</th><th>measured</th><th>error</th>" * len(names) + "</tr></thead><tbody>")
+    head = ('<div class="wide"><table id="overlay"><thead><tr><th rowspan="2">run</th><th rowspan="2">rate/s</th>'
+            f'{groups}<th rowspan="2">generator</th></tr><tr>'
+            + "<th>pred.</th><th>meas.</th><th>error</th>" * len(names) + "</tr></thead><tbody>")
     rows = [head]
     for c in matched:
-        cells = [f"<td>{html.escape(c.run.name)}</td><td>{c.run.rate:g}</td><td>{c.predicted.rate_rps:g}</td>"]
+        rate = f"{c.run.rate:g}" + ("" if c.run.rate == c.predicted.rate_rps else f" (model: {c.predicted.rate_rps:g})")
+        cells = [f"<td>{html.escape(c.run.name)}</td><td>{rate}</td>"]
         for name in names:
             m = c.metric(name)
             if m is None:
@@ -136,7 +140,7 @@ def _overlay_table(matched: Sequence[Comparison]) -> str:
         valid = c.run.result.self_check.valid
         cells.append(f"<td>{'ok' if valid else 'INVALID'}</td>")
         rows.append(("<tr>" if valid else '<tr class="invalid">') + "".join(cells) + "</tr>")
-    rows.append("</tbody></table>")
+    rows.append("</tbody></table></div>")
     return "".join(rows)
 
 
