@@ -71,7 +71,7 @@ def render_report(results: Sequence[RunResult], title: str = "inferlab report", 
     runs = views(results)
     plots = all_plots(runs)
     overlay = match(runs, predictions, rate_tolerance) if predictions else None
-    overlay_plot = predicted_vs_measured(overlay) if overlay else None
+    overlay_plot = predicted_vs_measured(overlay) if overlay is not None else None
     if figures_dir is not None:
         save_figures(plots + ([overlay_plot] if overlay_plot else []), figures_dir)
     parts = [
