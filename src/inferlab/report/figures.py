@@ -8,6 +8,7 @@ so nothing global is touched and reports can be rendered from any thread.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -44,11 +45,18 @@ CAPACITY_IN_VIEW = 2.0  # draw the predicted capacity when it is at most this ma
 
 
 def _log_y(ax: Axes) -> None:
-    """Log scale with plain numbers (0.5, 2, 10), not 5x10^-1."""
+    """Log scale with plain numbers (0.5, 2, 10), not 5x10^-1; over more than a decade only 1, 2, 5 x 10^k,
+
+    since every minor tick labelled over several decades crowds its labels into each other."""
     ax.set_yscale("log")
-    plain = FuncFormatter(lambda value, _: f"{value:g}")
-    ax.yaxis.set_major_formatter(plain)
-    ax.yaxis.set_minor_formatter(plain)
+
+    def plain(value: float, _: object) -> str:
+        low, high = ax.get_ylim()
+        mantissa = round(value / 10 ** math.floor(math.log10(value)), 6) if value > 0 else 0.0
+        return f"{value:g}" if high <= 10 * low or mantissa in (1.0, 2.0, 5.0) else ""
+
+    ax.yaxis.set_major_formatter(FuncFormatter(plain))
+    ax.yaxis.set_minor_formatter(FuncFormatter(plain))
 
 
 def _figure(rows: int = 1) -> tuple[Figure, list[Axes]]:
