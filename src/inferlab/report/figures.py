@@ -8,6 +8,7 @@ so nothing global is touched and reports can be rendered from any thread.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from inferlab.report.overlay import LATENCIES, Comparison, Overlay
 from inferlab.report.runs import RunView
 
 SIZE = (8.0, 4.2)
@@ -37,12 +39,24 @@ class Plot:
     figure: Figure
 
 
+#: Predicted-vs-measured line style per latency percentile, as PERCENTILE_STYLES with p95 between.
+OVERLAY_STYLES = {"p50": ("-", "C0"), "p95": ("--", "C2"), "p99": (":", "C4")}  # C3 (red) marks misses
+CAPACITY_IN_VIEW = 2.0  # draw the predicted capacity when it is at most this many times the highest rate
+
+
 def _log_y(ax: Axes) -> None:
-    """Log scale with plain numbers (0.5, 2, 10), not 5x10^-1."""
+    """Log scale with plain numbers (0.5, 2, 10), not 5x10^-1; over more than a decade only 1, 2, 5 x 10^k,
+
+    since every minor tick labelled over several decades crowds its labels into each other."""
     ax.set_yscale("log")
-    plain = FuncFormatter(lambda value, _: f"{value:g}")
-    ax.yaxis.set_major_formatter(plain)
-    ax.yaxis.set_minor_formatter(plain)
+
+    def plain(value: float, _: object) -> str:
+        low, high = ax.get_ylim()
+        mantissa = round(value / 10 ** math.floor(math.log10(value)), 6) if value > 0 else 0.0
+        return f"{value:g}" if high <= 10 * low or mantissa in (1.0, 2.0, 5.0) else ""
+
+    ax.yaxis.set_major_formatter(FuncFormatter(plain))
+    ax.yaxis.set_minor_formatter(FuncFormatter(plain))
 
 
 def _figure(rows: int = 1) -> tuple[Figure, list[Axes]]:
@@ -269,6 +283,54 @@ def percentile_comparison(runs: Sequence[RunView]) -> Plot | None:
     return Plot("percentile_comparison", "Latency percentiles, runs compared",
                 "The latency percentile spectrum of several runs on one chart (e.g. REST vs gRPC, batch sizes), "
                 "each at its series' highest load.", figure)
+
+
+def predicted_vs_measured(overlay: Overlay) -> Plot | None:
+    """Predicted lines, measured markers, each marker labelled with its relative error (red beyond target)."""
+    if not overlay.predicted:
+        return None
+    rates = [p.rate_rps for p in overlay.predicted]
+    figure, (top, bottom) = _figure(rows=2)
+    for name in LATENCIES:
+        style, color = OVERLAY_STYLES[name]
+        values = [p.percentile_ms(name) for p in overlay.predicted]
+        if all(v is None for v in values):
+            continue
+        top.plot(rates, [np.nan if v is None else v for v in values], style, color=color,
+                 label=f"{name} predicted")
+        _measured(top, overlay.matched, name, color, f"{name} measured")
+    top.set_ylabel("latency (ms)")
+    _log_y(top)
+    top.legend(fontsize="small", ncols=3)
+    capacity = [p.capacity_rps for p in overlay.predicted]
+    on_scale = max(capacity) <= CAPACITY_IN_VIEW * max(rates)  # far above the rates it would flatten the curve
+    off = "" if on_scale else f" (capacity {max(capacity):.0f}/s, off scale)"
+    bottom.plot(rates, [p.throughput_rps for p in overlay.predicted], "-", color="C1",
+                label=f"throughput predicted{off}")
+    if on_scale:
+        bottom.plot(rates, capacity, "--", color="C7", label="capacity predicted")
+    _measured(bottom, overlay.matched, "throughput", "C1", "throughput measured (ok/s)")
+    bottom.set_ylabel("throughput (requests/s)")
+    bottom.set_ylim(bottom=0)
+    bottom.legend(fontsize="small", ncols=2)
+    right = 1.1 * max(rates + [c.run.rate for c in overlay.matched])  # room for the labels of the last markers
+    for ax in (top, bottom):
+        ax.set_xlabel("offered rate (requests/s)")
+        ax.set_xlim(0, right)
+    return Plot("predicted_vs_measured", "Predicted vs measured",
+                "Lines: the performance model's prediction at each offered rate. Markers: open-loop runs at that "
+                "rate, labelled with (measured - predicted) / measured; red labels miss the target (p50 15%, "
+                "p99 25%, throughput 10%).", figure)
+
+
+def _measured(ax: Axes, matched: Sequence[Comparison], name: str, color: str, label: str) -> None:
+    found = [(c.run.rate, m) for c in matched if (m := c.metric(name)) is not None]
+    if not found:
+        return
+    ax.plot([x for x, _ in found], [m.measured for _, m in found], "o", color=color, label=label)
+    for x, m in found:
+        ax.annotate(m.percent, (x, m.measured), xytext=(4, 4), textcoords="offset points", fontsize=7,
+                    color="#c00000" if m.beyond_target else "#333333")
 
 
 #: Every figure the report tries, in the order it shows them.
