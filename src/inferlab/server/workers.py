@@ -40,9 +40,9 @@ from inferlab.server.sync import RepositorySync
 
 _STOP_GRACE_S = 10.0
 MAX_RESTARTS = 5
-"""Replacements allowed within RESTART_WINDOW_S. A worker starts in 1-3 s here, so a crash that
-recurs on every start or every few requests exhausts this within a minute, while a rare crash never
-does."""
+"""Replacements allowed within RESTART_WINDOW_S. A replacement serving the digits model answers ~1 s
+after the crash here (more with larger models), so a crash that recurs on every start or every few
+requests exhausts this within a minute, while a rare crash never does."""
 RESTART_WINDOW_S = 60.0
 
 log = logging.getLogger("inferlab.server")
