@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +11,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ROOT, SHARED_MODELS, make_repository
+from tests.conftest import SHARED_MODELS, make_repository
+from tests.serve_process import fresh, serve_workers
 
 DIGITS = {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [1.0] * 64}]}
 FRESH_CONNECTIONS = 24  # each new connection goes to a worker the kernel wakes (measured ~9:15 over 24)
@@ -27,79 +23,43 @@ def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pat
     """The server, and the file its stderr (log lines, JSON access-log lines) goes to."""
     tmp = tmp_path_factory.mktemp("workers")
     root = make_repository(tmp / "repo", {"digits": "digits_mlp"})
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    log = tmp / "stderr.log"
-    with open(log, "w") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "inferlab", "serve", "--workers", "2", "--http-port", "0",
-             "--model-repository", str(root), "--access-log"],
-            env=env, stderr=stderr,
-        )
-    try:
-        url = _wait_ready(proc, log)
-        yield url, log
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(20)
-        assert proc.returncode == 0
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], log: Path) -> str:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        found = re.search(r"workers serving on ([\d.]+):(\d+)", log.read_text())
-        if not found:
-            time.sleep(0.05)
-        else:
-            url = f"http://{found[1]}:{found[2]}"
-            while time.monotonic() < deadline:  # both workers listening and loaded
-                try:
-                    if all(_fresh(url).get("/v2/models/digits/ready").status_code == 200 for _ in range(8)):
-                        return url
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
-    raise AssertionError("the workers did not start")
-
-
-def _fresh(url: str) -> httpx.Client:
-    """A client whose single connection is new (so the kernel picks a worker for it)."""
-    return httpx.Client(base_url=url, limits=httpx.Limits(max_keepalive_connections=0))
+    with serve_workers(root, tmp / "stderr.log") as server:
+        yield server.url, server.log
 
 
 def _ready_everywhere(url: str) -> set[int]:
-    return {_fresh(url).get("/v2/models/digits/ready").status_code for _ in range(FRESH_CONNECTIONS)}
+    return {fresh(url).get("/v2/models/digits/ready").status_code for _ in range(FRESH_CONNECTIONS)}
 
 
 def test_unload_and_load_on_one_worker_are_seen_by_every_worker(workers: tuple[str, Path]) -> None:
     url, _ = workers
-    assert _fresh(url).post("/v2/repository/models/digits/unload").status_code == 200
+    assert fresh(url).post("/v2/repository/models/digits/unload").status_code == 200
     assert _ready_everywhere(url) == {503}
-    assert _fresh(url).post("/v2/repository/models/digits/load").status_code == 200
+    assert fresh(url).post("/v2/repository/models/digits/load").status_code == 200
     assert _ready_everywhere(url) == {200}
 
 
 def test_upload_delete_and_config_reach_every_worker(workers: tuple[str, Path]) -> None:
     url, _ = workers
     files = {"model": (SHARED_MODELS / "digits_mlp.onnx").read_bytes()}
-    reply = _fresh(url).post("/v2/repository/models/digits2/upload", files=files)
+    reply = fresh(url).post("/v2/repository/models/digits2/upload", files=files)
     assert reply.status_code == 201, reply.text
-    assert {_fresh(url).get("/v2/models/digits2/ready").status_code for _ in range(FRESH_CONNECTIONS)} == {200}
+    assert {fresh(url).get("/v2/models/digits2/ready").status_code for _ in range(FRESH_CONNECTIONS)} == {200}
     config = json.dumps({"max_batch_size": 2})
-    reply = _fresh(url).post("/v2/repository/models/digits2/load", json={"parameters": {"config": config}})
+    reply = fresh(url).post("/v2/repository/models/digits2/load", json={"parameters": {"config": config}})
     assert reply.status_code == 200, reply.text
     big = {"inputs": [{"name": "input", "shape": [3, 64], "datatype": "FP32", "data": [1.0] * 192}]}
-    assert {_fresh(url).post("/v2/models/digits2/infer", json=big).status_code for _ in range(FRESH_CONNECTIONS)} == {
+    assert {fresh(url).post("/v2/models/digits2/infer", json=big).status_code for _ in range(FRESH_CONNECTIONS)} == {
         400}
-    assert _fresh(url).delete("/v2/repository/models/digits2").status_code == 200
-    assert {_fresh(url).get("/v2/models/digits2/ready").status_code for _ in range(FRESH_CONNECTIONS)} == {404}
+    assert fresh(url).delete("/v2/repository/models/digits2").status_code == 200
+    assert {fresh(url).get("/v2/models/digits2/ready").status_code for _ in range(FRESH_CONNECTIONS)} == {404}
 
 
 def test_fresh_connections_reach_both_workers_and_metrics_count_every_worker(workers: tuple[str, Path]) -> None:
     url, log = workers
     before = _successes(url)
     for i in range(FRESH_CONNECTIONS):
-        reply = _fresh(url).post("/v2/models/digits/infer", json={**DIGITS, "id": f"spread-{i}"})
+        reply = fresh(url).post("/v2/models/digits/infer", json={**DIGITS, "id": f"spread-{i}"})
         assert reply.status_code == 200
     deadline = time.monotonic() + 5  # each worker sees the others' counts as of their last snapshot (<= 1 s)
     seen = {_successes(url) - before for _ in range(8)}
@@ -113,7 +73,7 @@ def test_fresh_connections_reach_both_workers_and_metrics_count_every_worker(wor
 
 
 def _successes(url: str) -> float:
-    text = _fresh(url).get("/metrics").text
+    text = fresh(url).get("/metrics").text
     return sum(
         s.value for f in text_string_to_metric_families(text) for s in f.samples
         if s.name == "inferlab_request_success_total" and s.labels["model"] == "digits"

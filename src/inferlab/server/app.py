@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 import uvicorn
@@ -65,10 +66,11 @@ def build(
     registry = ModelRegistry(
         ModelStore(config.model_repository), runtimes, observer=metrics.model, instance_share=workers
     )
-    registry.load_all()
     sync = RepositorySync(registry) if workers > 1 else None
     if sync:
-        sync.start()
+        sync.start()  # loads the models as the other workers have them
+    else:
+        registry.load_all()
     service = InferenceService(registry, metrics, AccessLog(config.access_log), sync)
     ctx = HttpContext(service, config.max_body_bytes, config.auth_token, config.protect_inference)
     # Functions live in one process: with several workers each would hold its own set.
@@ -130,14 +132,27 @@ def run(config: ServerConfig, workers: int = 1) -> None:
         server.close()
 
 
-def serve_worker(config: ServerConfig, workers: int, sock: socket.socket, metrics_dir: Path) -> None:
+def serve_worker(config: ServerConfig, workers: int, sock: socket.socket, metrics_dir: Path, ready: Event) -> None:
     """One of `workers` processes (server/workers.py): a whole server accepting on the shared socket."""
     configure_logging()
     server = build(config, workers, metrics_dir=metrics_dir)
     try:
-        _run_loop(server, uvicorn.Server(uvicorn_config(server)), [sock])
+        _run_loop(server, _ReportingServer(uvicorn_config(server), ready), [sock])
     finally:
         server.close()
+
+
+class _ReportingServer(uvicorn.Server):
+    """Sets `ready` once it accepts: the supervisor treats a worker that dies before that as a start-up failure."""
+
+    def __init__(self, config: uvicorn.Config, ready: Event) -> None:
+        super().__init__(config)
+        self._ready = ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self._ready.set()
 
 
 def configure_logging() -> None:

@@ -11,12 +11,15 @@ Names and meanings (all labelled `model`, `version`):
     inferlab_batch_size                       rows in each batch run (one observation per batch)
     inferlab_batch_flushes_total{cause}       batches started, by cause: full, preferred, delay
     inferlab_queue_depth                      requests waiting in the queue now
+    inferlab_worker_restarts_total            (unlabelled) worker processes the supervisor replaced
 
 Why not prometheus_client's Counter/Histogram: on the hot path they cost ~10 us per request (and
 ~25 us in its multiprocess mode), a tenth of a tiny model's whole request. Here a request costs a few
 integer increments; the collector builds the families only when /metrics is scraped. With several
 worker processes each one writes a snapshot to a shared folder every second and /metrics on any
-worker adds them up (other workers' counts may be up to a second old).
+worker adds them up (other workers' counts may be up to a second old). When a worker dies the
+supervisor keeps its last snapshot, with its gauges zeroed, so counters never go down, and writes the
+restart count in a snapshot of its own.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from bisect import bisect_left
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,6 +51,7 @@ from inferlab.errors import (
     RuntimeFailure,
 )
 from inferlab.messages import Timings
+from inferlab.repository.store import write_atomic
 
 LATENCY_BUCKETS_S = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -68,6 +73,8 @@ HISTOGRAMS = (
     ("infer_s", "inferlab_inference_duration_seconds", "Runtime call of the request's batch.", LATENCY_BUCKETS_S),
     ("batch_rows", "inferlab_batch_size", "Rows in each batch run.", BATCH_BUCKETS),
 )
+
+SUPERVISOR_FILE = "supervisor.json"
 
 Snapshot = dict[str, Any]
 
@@ -194,10 +201,34 @@ class Metrics:
             os.replace(tmp, self._own_file)
 
 
+def retire_worker(share_dir: Path, pid: int) -> None:
+    """Keep dead worker `pid`'s last counts but not its gauges (its queue is gone), under a name no new pid takes.
+
+    Two atomic steps, so a scrape never counts the worker twice: rewrite its file with zero depth, then
+    rename it. The counts it gathered after its last snapshot (at most SHARE_EVERY_S) are lost with it.
+    """
+    own = share_dir / f"{pid}.json"
+    try:
+        snap = orjson.loads(own.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return  # it died before its first snapshot
+    for _, _, counts in snap["models"]:
+        counts["depth"] = 0
+    write_atomic(own, orjson.dumps(snap))
+    os.replace(own, share_dir / f"dead-{pid}-{time.time_ns()}.json")
+
+
+def record_restarts(share_dir: Path, restarts: int) -> None:
+    """The supervisor's snapshot: how many workers it has replaced so far."""
+    write_atomic(share_dir / SUPERVISOR_FILE, orjson.dumps({"models": [], "failures": [], "restarts": restarts}))
+
+
 def _merge(snapshots: list[Snapshot]) -> Snapshot:
     models: dict[tuple[str, str], Snapshot] = {}
     failures: dict[tuple[str, str, str], int] = {}
+    restarts = 0
     for snap in snapshots:
+        restarts += snap.get("restarts", 0)
         for name, version, counts in snap["models"]:
             into = models.get((name, version))
             if into is None:
@@ -211,7 +242,10 @@ def _merge(snapshots: list[Snapshot]) -> Snapshot:
                 into[key] = [a + b for a, b in zip(into[key], counts[key], strict=True)]
         for name, version, reason, n in snap["failures"]:
             failures[(name, version, reason)] = failures.get((name, version, reason), 0) + n
-    return {"models": [[*k, v] for k, v in models.items()], "failures": [[*k, n] for k, n in failures.items()]}
+    return {
+        "models": [[*k, v] for k, v in models.items()], "failures": [[*k, n] for k, n in failures.items()],
+        "restarts": restarts,
+    }
 
 
 class _Exporter:
@@ -245,7 +279,9 @@ class _Exporter:
                 histograms[key].add_metric([name, version], cumulative, total)
         for name, version, reason, n in merged["failures"]:
             failure.add_metric([name, version, reason], n)
-        yield from (success, failure, *histograms.values(), flushes, depth)
+        restarts = CounterMetricFamily("inferlab_worker_restarts", "Worker processes the supervisor replaced.",
+                                       value=merged["restarts"])
+        yield from (success, failure, *histograms.values(), flushes, depth, restarts)
 
 
 def _le(bound: float) -> str:

@@ -48,11 +48,19 @@ class RepositorySync:
         write_atomic(folder / "state.json", b"{}")
 
     def start(self) -> None:
-        """Adopt the current state after `load_all`: apply unloads and deletes, remember every generation."""
+        """Load the repository as the other workers left it (instead of `registry.load_all`).
+
+        A worker that replaces a dead one starts while the others serve: models unloaded through the
+        API stay unloaded (and are never loaded here), and a change made while this worker was loading
+        is applied once more at the end.
+        """
         with self._mutex:
+            before = self._read()
+            for name in self._registry.store.models():
+                self._apply(name, before.get(name, (0, LOADED))[1])
             for name, (generation, state) in self._read().items():
                 self._seen[name] = generation
-                if state != LOADED:
+                if generation != before.get(name, (0, ""))[0]:
                     self._apply(name, state)
 
     def check(self) -> None:

@@ -7,6 +7,12 @@ connection and no process hands bytes to another (this measured a little better 
 SO_REUSEPORT socket per worker, whose hash can leave one worker with more connections). Each worker
 loads its share of every model's instances (server/app.py); repository changes reach all workers
 through server/sync.py.
+
+A worker that exits while the server is not stopping is replaced, so one crash (a runtime's
+segfault, the OOM killer) costs only the requests that worker had in flight. The listening socket
+belongs to the supervisor, so connections waiting to be accepted stay queued for the other workers.
+Restarting stops, and the supervisor exits with 1, when the failure looks permanent (see
+RestartBudget and `supervise`).
 """
 
 from __future__ import annotations
@@ -18,16 +24,26 @@ import shutil
 import signal
 import socket
 import tempfile
+import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import wait
+from multiprocessing.context import SpawnProcess
+from multiprocessing.synchronize import Event
 from pathlib import Path
 from types import FrameType
 
 from inferlab.config import ServerConfig
+from inferlab.server.metrics import record_restarts, retire_worker
 from inferlab.server.sync import RepositorySync
 
 _STOP_GRACE_S = 10.0
+MAX_RESTARTS = 5
+"""Replacements allowed within RESTART_WINDOW_S. A replacement serving the digits model answers ~1 s
+after the crash here (more with larger models), so a crash that recurs on every start or every few
+requests exhausts this within a minute, while a rare crash never does."""
+RESTART_WINDOW_S = 60.0
 
 log = logging.getLogger("inferlab.server")
 
@@ -46,25 +62,67 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-WorkerMain = Callable[[ServerConfig, int, socket.socket, Path], None]
+WorkerMain = Callable[[ServerConfig, int, socket.socket, Path, Event], None]
+"""`worker_main(config, workers, sock, metrics_dir, ready)` serves until SIGTERM; it sets `ready` once it accepts."""
+
+
+@dataclass(slots=True)
+class RestartBudget:
+    """At most `limit` restarts within any `window_s` seconds; beyond that a crash is a crash loop."""
+
+    limit: int = MAX_RESTARTS
+    window_s: float = RESTART_WINDOW_S
+    _times: deque[float] = field(default_factory=deque)
+
+    def take(self, now: float) -> bool:
+        """Spend one restart at time `now` (monotonic seconds); False when the budget is used up."""
+        while self._times and now - self._times[0] >= self.window_s:
+            self._times.popleft()
+        if len(self._times) >= self.limit:
+            return False
+        self._times.append(now)
+        return True
+
+
+@dataclass(slots=True)
+class _Worker:
+    process: SpawnProcess
+    ready: Event
+
+
+def exit_description(exitcode: int | None) -> str:
+    """'exit code 3' or 'signal SIGKILL' (multiprocessing reports a signal as a negative exit code)."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit code {exitcode}"
 
 
 def supervise(config: ServerConfig, workers: int, worker_main: WorkerMain) -> int:
-    """Run `worker_main(config, workers, sock, metrics_dir)` in `workers` processes; stop all when one exits.
+    """Run `worker_main` in `workers` processes until SIGINT/SIGTERM, replacing any that exits.
 
     The supervisor listens first (so port 0 resolves to one free port for all workers), resets the
-    shared repository state, and gives the workers a fresh directory for their metrics. Returns the
-    exit code for the command.
+    shared repository state, and gives the workers a fresh directory for their metrics; a replacement
+    gets the same socket and folder and catches up with the repository through server/sync.py.
+    Returns the exit code for the command: 0 after a signal; 1 when a worker died before it ever
+    accepted (a start-up failure, which would recur) or when RestartBudget is used up.
     """
     sock = listening_socket(config.host, config.http_port)
     config = replace(config, http_port=sock.getsockname()[1])
     RepositorySync.reset(config.model_repository)
     metrics_dir = Path(tempfile.mkdtemp(prefix="inferlab-metrics-"))
     ctx = mp.get_context("spawn")
-    procs = [
-        ctx.Process(target=worker_main, args=(config, workers, sock, metrics_dir), name=f"inferlab-worker-{i}")
-        for i in range(workers)
-    ]
+
+    def start(index: int) -> _Worker:
+        ready = ctx.Event()
+        process = ctx.Process(
+            target=worker_main, args=(config, workers, sock, metrics_dir, ready), name=f"inferlab-worker-{index}"
+        )
+        process.start()
+        return _Worker(process, ready)
+
     stopping = False
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -72,28 +130,54 @@ def supervise(config: ServerConfig, workers: int, worker_main: WorkerMain) -> in
         stopping = True
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    slots: list[_Worker] = []
     try:
-        for proc in procs:
-            proc.start()
+        slots.extend(start(i) for i in range(workers))
         log.info("%d workers serving on %s:%d", workers, config.host, config.http_port)
-        while not stopping and all(p.is_alive() for p in procs):
-            wait([p.sentinel for p in procs], timeout=0.5)
-        if stopping:
-            return 0
-        for proc in procs:
-            if not proc.is_alive():
-                log.error("worker %s exited with code %s; stopping the server", proc.name, proc.exitcode)
-        return 1
+        return _watch(slots, start, metrics_dir, lambda: stopping)
     finally:
-        for proc in procs:
-            if proc.is_alive() and proc.pid is not None:
-                os.kill(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            proc.join(_STOP_GRACE_S)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
+        for worker in slots:
+            if worker.process.is_alive() and worker.process.pid is not None:
+                os.kill(worker.process.pid, signal.SIGTERM)
+        for worker in slots:
+            worker.process.join(_STOP_GRACE_S)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
         for s, handler in previous.items():
             signal.signal(s, handler)
         sock.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _watch(
+    slots: list[_Worker], start: Callable[[int], _Worker], metrics_dir: Path, stopping: Callable[[], bool],
+) -> int:
+    """Replace workers that exit until `stopping()`; the exit code when the server must stop instead."""
+    budget = RestartBudget()
+    restarts = 0
+    while not stopping():
+        wait([w.process.sentinel for w in slots], timeout=0.5)
+        for index, worker in enumerate(slots):
+            process = worker.process
+            if stopping() or process.is_alive():
+                continue
+            how = exit_description(process.exitcode)
+            if not worker.ready.is_set():
+                log.error("worker %s (pid %s) exited with %s before it accepted a connection; "
+                          "stopping the server", process.name, process.pid, how)
+                return 1
+            if not budget.take(time.monotonic()):
+                log.error("worker %s (pid %s) exited with %s, and %d workers were already replaced in the "
+                          "last %.0f s; stopping the server", process.name, process.pid, how, budget.limit,
+                          budget.window_s)
+                return 1
+            log.error("worker %s (pid %s) exited unexpectedly with %s; starting a replacement",
+                      process.name, process.pid, how)
+            if process.pid is not None:
+                retire_worker(metrics_dir, process.pid)
+            process.close()
+            slots[index] = start(index)
+            restarts += 1
+            record_restarts(metrics_dir, restarts)
+    return 0
