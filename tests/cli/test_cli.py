@@ -30,11 +30,17 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def demo_server() -> Iterator[str]:
-    """`inferlab serve` with no repository named: the built-in demo repository."""
+def demo_data_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("data-home")
+
+
+@pytest.fixture(scope="module")
+def demo_server(demo_data_home: Path) -> Iterator[str]:
+    """`inferlab serve` with no repository named: a copy of the built-in demo repository."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "inferlab", "serve", "--http-port", str(port),
-                             "--auth-token", "tok"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                             "--auth-token", "tok"], env={**ENV, "XDG_DATA_HOME": str(demo_data_home)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -50,6 +56,13 @@ def demo_server() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_demo_is_served_from_a_writable_copy(demo_server: str, demo_data_home: Path) -> None:
+    copy = demo_data_home / "inferlab" / "demo-repository"
+    assert (copy / "digits" / "1" / "model.onnx").is_file()
+    assert httpx.get(f"{demo_server}/v2/models/digits/ready").status_code == 200
+    assert not (ROOT / "src" / "inferlab" / "demo_repository" / ".inferlab").exists()  # the package stays as shipped
 
 
 def test_infer_prints_the_digit_and_probabilities(demo_server: str) -> None:

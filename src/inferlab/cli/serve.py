@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from importlib.resources import files
 from pathlib import Path
 
@@ -11,14 +13,29 @@ from inferlab.config import ServerConfig
 
 
 def demo_repository() -> Path:
-    """The repository shipped inside the package (the digits classifier), served when none is named."""
-    return Path(str(files("inferlab") / "demo_repository"))
+    """A writable copy of the repository shipped in the package (the digits classifier), served when none is named.
+
+    The server writes into its repository (uploads, the workers' shared state) and an installed
+    package may be read-only, so the demo is copied once to $XDG_DATA_HOME/inferlab/demo-repository
+    (default ~/.local/share/...), through a staging folder and a rename, and served from there.
+    """
+    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    target = data_home / "inferlab" / "demo-repository"
+    if not target.is_dir():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.with_name(f".{target.name}.{os.getpid()}")
+        shutil.copytree(str(files("inferlab") / "demo_repository"), staging, ignore=shutil.ignore_patterns(".*"))
+        try:
+            staging.rename(target)
+        except OSError:  # another process seeded it first
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 @click.command()
 @click.option("--model-repository", "repository", type=click.Path(file_okay=False, path_type=Path),
               default=None, envvar="INFERLAB_MODEL_REPOSITORY",
-              help="Folder with one sub-folder per model (default: the built-in demo repository).")
+              help="Folder with one sub-folder per model (default: a copy of the built-in demo repository).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--http-port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="HTTP port.")
 @click.option("--grpc-port", default=8001, show_default=True, type=click.IntRange(-1, 65535),
