@@ -118,9 +118,3 @@ def _successes(url: str) -> float:
         s.value for f in text_string_to_metric_families(text) for s in f.samples
         if s.name == "inferlab_request_success_total" and s.labels["model"] == "digits"
     )
-
-
-def test_functions_say_they_need_one_worker(workers: tuple[str, Path]) -> None:
-    url, _ = workers
-    reply = httpx.post(f"{url}/function/anything", content=b"x")
-    assert reply.status_code == 501 and "--workers 1" in reply.json()["error"]

@@ -38,6 +38,7 @@ from inferlab.functions.stats import FunctionCollectors
 from inferlab.functions.store import FunctionStore, Stamp
 
 log = logging.getLogger("inferlab.functions")
+_FOLLOW_S = 0.25  # how often an idle worker checks the store (one stat)
 
 
 class ModelCatalog(ModelService, Protocol):
@@ -84,6 +85,7 @@ class FunctionManager:
         """Deploy every stored function (at server start); one whose handler no longer loads is reported."""
         async with self._sync:
             await self._catch_up(restoring=True)
+        self._background(self._follow())
 
     async def refresh(self) -> None:
         """Apply deploys, removals and scale calls made through other workers; one stat when none were."""
@@ -92,6 +94,15 @@ class FunctionManager:
         async with self._sync:
             if self._store.stamp() != self._stamp:
                 await self._catch_up(restoring=False)
+
+    async def _follow(self) -> None:
+        """Catch up without waiting for a request, so an idle worker also starts min_instances and scale holds."""
+        while True:
+            await asyncio.sleep(_FOLLOW_S)
+            try:
+                await self.refresh()
+            except Exception:  # e.g. the state folder unreadable for a moment: try again next time
+                log.exception("functions: catching up with the store failed")
 
     async def deploy(self, name: str, files: Any, overrides: dict[str, Any] | None = None) -> FunctionSpec:
         """Deploy (or replace) function `name` from {path: base64} files; InvalidInput says what to fix."""
