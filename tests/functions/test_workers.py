@@ -20,7 +20,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
+from inferlab.cli.main import cli
 from tests.conftest import ROOT, make_repository
 from tests.functions.conftest import TOKEN, deploy, write_function
 from tests.functions.test_scaling import wait_until
@@ -191,14 +193,26 @@ def test_functions_outlive_a_restart(tmp_path: Path) -> None:
         assert deploy(client, "fragile", write_function(tmp_path / "fragile", NEEDS_FLAG.format(flag=str(flag)))
                       ).status_code == 202
         assert client.post("/function/fragile").text == "flag is up"
+        assert deploy(client, "corrupt", write_function(tmp_path / "corrupt", PID)).status_code == 202
     flag.unlink()  # fragile's handler no longer imports
+    for spec in (repo / ".inferlab" / "functions" / "corrupt").glob("*/spec.json"):
+        spec.write_text("{")  # and corrupt's stored copy is damaged
     with server(repo, 2, log) as url, connection(url) as client:
         reply = client.post("/function/kept")
         assert reply.status_code == 200 and reply.text.isdigit()
         rows = {row["name"]: row for row in client.get("/system/functions").json()}
         assert rows["kept"]["config"]["min_instances"] == 1 and rows["kept"]["error"] is None
         fragile = wait_until(lambda: client.get("/system/function/fragile").json()["error"])
-        assert "flag" in fragile
+        assert "FileNotFoundError" in fragile
         failed = client.post("/function/fragile")
-        assert failed.status_code == 500 and "flag" in failed.json()["error"]
+        assert failed.status_code == 500 and "FileNotFoundError" in failed.json()["error"]
+        assert "unreadable" in rows["corrupt"]["error"]
+        broken = client.post("/function/corrupt")
+        assert broken.status_code == 503 and "deploy it again" in broken.json()["error"]
+        listed = CliRunner().invoke(cli, ["fn", "list", "--url", url, "--token", TOKEN], env={"COLUMNS": "500"})
+        assert listed.exit_code == 0, listed.output
+        assert "one of 2" in listed.output and "FileNotFoundError" in listed.output and "unreadable" in listed.output
+        assert client.request("DELETE", "/system/functions", json={"functionName": "corrupt"}).status_code == 202
+        assert client.post("/function/corrupt").status_code == 404
     assert "restored function 'fragile' does not load" in log.read_text()
+    assert "function 'corrupt' could not be deployed from the store" in log.read_text()

@@ -247,7 +247,8 @@ class FunctionManager:
         task.add_done_callback(self._tasks.discard)
 
     def _broken_status(self, name: str) -> dict[str, Any]:
-        return {"name": name, "replicas": 0, "availableReplicas": 0, "error": self._broken[name]}
+        return {"name": name, "replicas": 0, "availableReplicas": 0, "error": self._broken[name],
+                "worker": {"pid": os.getpid(), "workers": self._share}}
 
     def _get(self, name: str) -> Deployment:
         deployment = self._deployments.get(name)
