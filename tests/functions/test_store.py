@@ -17,8 +17,9 @@ def folder(tmp_path: Path, text: str) -> Path:
 
 def test_put_replace_scale_remove(tmp_path: Path) -> None:
     store = FunctionStore(tmp_path / "functions")
-    (store.root / ".staging-left-by-a-crash").mkdir()
-    assert store.stamp() is None
+    assert store.stamp() is None and store.read({}, tmp_path / "worker").entries == {}
+    assert not store.root.exists()  # nothing deployed, nothing written
+    (store.root / ".staging-left-by-a-crash").mkdir(parents=True)
     first = store.put("echo", folder(tmp_path, "one"), FunctionSpec("echo", max_instances=3))
     assert not (store.root / ".staging-left-by-a-crash").exists()
     stamp = store.stamp()

@@ -58,7 +58,6 @@ class AsyncCalls:
         self._invoke = invoke
         self._error_status = error_status
         self._folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
         self._max_pending = max_pending
         self._max_results = max_results
         self._saved = 0
@@ -134,6 +133,7 @@ class AsyncCalls:
                 "headers": inv.response.headers,
             }
         encoded = orjson.dumps(header)
+        self._folder.mkdir(parents=True, exist_ok=True)  # on first use, so an unused server leaves no folder
         write_atomic(self._folder / result.call_id, _HEADER.pack(len(encoded)) + encoded + body)
         if result.status != 202:
             self._saved += 1

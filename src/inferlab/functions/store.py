@@ -69,8 +69,7 @@ class FunctionStore:
     """The store folder; its methods block (file locks, copies), so async callers run them in a thread."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
+        self.root = root  # created by the first deploy: a server that never has functions leaves no trace
         self._state = root / STATE_FILE
         self._lock = root / "lock"
 
@@ -128,6 +127,8 @@ class FunctionStore:
 
     def read(self, known: dict[str, int], into: Path) -> Snapshot:
         """The current entries; every function whose generation is not `known[name]` is copied under `into`."""
+        if self.stamp() is None:
+            return Snapshot(None)  # nothing was ever deployed
         with self._locked(fcntl.LOCK_SH):
             snapshot = Snapshot(self.stamp())
             _, snapshot.entries = self._read()
@@ -149,6 +150,7 @@ class FunctionStore:
 
     @contextlib.contextmanager
     def _locked(self, how: int) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
         with open(self._lock, "a+b") as lock:
             fcntl.flock(lock, how)
             yield
