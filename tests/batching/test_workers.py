@@ -118,3 +118,9 @@ def _successes(url: str) -> float:
         s.value for f in text_string_to_metric_families(text) for s in f.samples
         if s.name == "inferlab_request_success_total" and s.labels["model"] == "digits"
     )
+
+
+def test_functions_are_served_by_every_worker(workers: tuple[str, Path]) -> None:
+    url, _ = workers  # (tests/functions/test_workers.py deploys, scales and removes across workers)
+    reply = httpx.post(f"{url}/function/anything", content=b"x")
+    assert reply.status_code == 404 and "not deployed" in reply.json()["error"]
