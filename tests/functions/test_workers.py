@@ -100,6 +100,12 @@ def worker_of(client: httpx.Client) -> str:
     return reply.text
 
 
+def fn_list(url: str) -> str:
+    listed = CliRunner().invoke(cli, ["fn", "list", "--url", url, "--token", TOKEN], env={"COLUMNS": "500"})
+    assert listed.exit_code == 0, listed.output
+    return listed.output
+
+
 def available(client: httpx.Client, name: str, replicas: int) -> bool:
     return bool(client.get(f"/system/function/{name}").json()["availableReplicas"] == replicas)
 
@@ -140,6 +146,8 @@ def test_a_deploy_through_one_worker_is_served_by_both(two_workers: str, tmp_pat
     assert deploy(first, "pid", folder).status_code == 202
     # min_instances 2 over 2 workers: each starts one, the other without being sent a request
     started = wait_until(lambda: len(names := {p.name for p in marks.iterdir()}) == 2 and names)
+    for client in (first, second):  # setup() done; the instance is ready once the server has heard so
+        wait_until(partial(available, client, "pid", 1))
     replies = [client.post("/function/pid") for client in (first, second) for _ in range(5)]
     assert {reply.text for reply in replies} == started  # max_instances 2: one instance in each worker, both used
     assert {reply.headers["x-cold-start"] for reply in replies} == {"false"}
@@ -209,9 +217,9 @@ def test_functions_outlive_a_restart(tmp_path: Path) -> None:
         assert "unreadable" in rows["corrupt"]["error"]
         broken = client.post("/function/corrupt")
         assert broken.status_code == 503 and "deploy it again" in broken.json()["error"]
-        listed = CliRunner().invoke(cli, ["fn", "list", "--url", url, "--token", TOKEN], env={"COLUMNS": "500"})
-        assert listed.exit_code == 0, listed.output
-        assert "one of 2" in listed.output and "FileNotFoundError" in listed.output and "unreadable" in listed.output
+        # `fn list` may reach the other worker, whose own check of fragile may still be running
+        listed = wait_until(lambda: "FileNotFoundError" in (out := fn_list(url)) and out)
+        assert "one of 2" in listed and "unreadable" in listed
         assert client.request("DELETE", "/system/functions", json={"functionName": "corrupt"}).status_code == 202
         assert client.post("/function/corrupt").status_code == 404
     assert "restored function 'fragile' does not load" in log.read_text()
