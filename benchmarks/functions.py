@@ -75,7 +75,8 @@ def main() -> None:
         (proxy / "handler.py").write_text(textwrap.dedent(PROXY))
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        # Functions live in one server process: --workers 1.
+        # One worker process: each request goes to the one instance being measured, and the plain
+        # endpoint runs on the same single process, so the two paths differ only by the function.
         with running(inferlab_cmd(repo, port, "--workers", "1"), f"{url}/v2/health/ready"), httpx.Client(base_url=url,
                                                                                         timeout=60) as client:
             cold_start(client, args.cold_starts)

@@ -14,13 +14,21 @@ import yaml
 from inferlab.config import ServerConfig
 from inferlab.functions.package import deploy_body
 from inferlab.server.app import Server, serve_in_thread
+from tests.conftest import make_repository
 
 TOKEN = "fn-secret"
 
 
 @pytest.fixture(scope="session")
-def fn_server(model_repository: Path) -> Iterator[tuple[Server, str]]:
-    config = ServerConfig(model_repository=model_repository, http_port=0, auth_token=TOKEN,
+def fn_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The functions tests' own repository: deployed functions are stored in it (and so kept across restarts)."""
+    return make_repository(tmp_path_factory.mktemp("fn-repo"),
+                           {"digits": "digits_mlp", "mobilenet_v2": "mobilenet_v2", "minilm": "minilm_l6_int8"})
+
+
+@pytest.fixture(scope="session")
+def fn_server(fn_repository: Path) -> Iterator[tuple[Server, str]]:
+    config = ServerConfig(model_repository=fn_repository, http_port=0, auth_token=TOKEN,
                           max_body_bytes=8 * 1024 * 1024)
     with serve_in_thread(config) as running:
         yield running

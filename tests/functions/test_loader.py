@@ -35,6 +35,7 @@ def test_handle_style_and_trio_style_load(tmp_path: Path) -> None:
     ("class A(Handler):\n    def handle(self, r): pass\nclass B(A):\n    pass\n", "keep exactly one"),
     ("import not_a_package_anywhere\n", "No module named 'not_a_package_anywhere'"),
     ("def broken(:\n", "SyntaxError"),
+    ("import pathlib\npathlib.Path('/no/such/file').read_text()\n", r"FileNotFoundError: .*\(line 3\)"),
 ])
 def test_mistakes_are_explained(tmp_path: Path, body: str, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):

@@ -67,12 +67,20 @@ def list_functions(url: str, token: str | None, insecure: bool) -> None:
     """List deployed functions with their instances, calls and cold starts."""
     with make_client(url, token, insecure) as client:
         rows = call(client, "GET", "/system/functions")
-    table = Table("function", "instances", "ready", "invocations", "errors", "cold starts", "last cold start ms")
+    workers = {(row["worker"]["pid"], row["worker"]["workers"]) for row in rows if "worker" in row}
+    caption = None
+    if workers and max(n for _, n in workers) > 1:  # counts are the answering worker's (see examples/README.md)
+        pid, n = workers.pop()
+        caption = f"instances, calls and cold starts of server worker {pid}, one of {n}"
+    table = Table("function", "instances", "ready", "invocations", "errors", "cold starts", "last cold start ms",
+                  "error", caption=caption)
     for row in rows:
-        metrics = row["metrics"]
-        last = metrics["cold_start_ms"]["last"]
-        table.add_row(row["name"], str(row["replicas"]), str(row["availableReplicas"]), str(row["invocationCount"]),
-                      str(metrics["errors"]), str(metrics["cold_starts"]), "" if last is None else f"{last:.1f}")
+        metrics = row.get("metrics")  # absent for a stored function that could not be deployed
+        last = metrics["cold_start_ms"]["last"] if metrics else None
+        table.add_row(row["name"], str(row["replicas"]), str(row["availableReplicas"]),
+                      str(row.get("invocationCount", "")), str(metrics["errors"] if metrics else ""),
+                      str(metrics["cold_starts"] if metrics else ""), "" if last is None else f"{last:.1f}",
+                      row.get("error") or "")
     Console().print(table)
 
 

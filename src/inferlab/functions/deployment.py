@@ -3,7 +3,9 @@
 A request takes a slot on the least-loaded ready instance with fewer than `concurrency` in flight,
 or queues. Queued requests are handed slots FIFO as instances finish or come up. An arrival that
 queues reconciles at once, so a request at zero instances starts a cold start immediately instead of
-waiting for the next autoscaler tick.
+waiting for the next autoscaler tick. With W server worker processes each runs its own Deployment
+of every function with ceil(min_instances / W) to ceil(max_instances / W) instances (like models'
+`instances`), and scales on the requests that worker receives.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import itertools
 import logging
 import multiprocessing.context
+import os
 import shutil
 import time
 from collections import deque
@@ -54,7 +57,7 @@ class Deployment:
 
     def __init__(self, spec: FunctionSpec, folder: Path, models: ModelService,
                  processes: multiprocessing.context.BaseContext, tick_s: float,
-                 collectors: FunctionCollectors | None = None) -> None:
+                 collectors: FunctionCollectors | None = None, share: int = 1) -> None:
         self.spec = spec
         self.folder = folder
         self.instances: list[Instance] = []
@@ -63,7 +66,10 @@ class Deployment:
         self._models = models
         self._processes = processes
         self._tick_s = tick_s
-        self._policy = ScalePolicy(spec.min_instances, spec.max_instances, spec.concurrency, spec.idle_timeout_s)
+        self.share = share
+        self.min_instances = per_worker(spec.min_instances, share)
+        self.max_instances = per_worker(spec.max_instances, share)
+        self._policy = ScalePolicy(self.min_instances, self.max_instances, spec.concurrency, spec.idle_timeout_s)
         self._histogram = IdleHistogram()
         self._waiters: deque[asyncio.Future[Instance]] = deque()
         self._inflight = 0
@@ -76,6 +82,7 @@ class Deployment:
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._removed = False
+        self.error: str | None = None  # the last failed start (or failed check at restore), until one succeeds
 
     # --- data path -------------------------------------------------------------------------------
     async def invoke(self, request: Request) -> Invocation:
@@ -195,7 +202,7 @@ class Deployment:
         hold_s = max(self.spec.idle_timeout_s, self.spec.scale_down_delay_s)
         self._floor = (replicas, perf_counter() + hold_s)
         if replicas == 0:
-            self._apply(Decision(self.spec.min_instances, "manual scale"), self._alive())
+            self._apply(Decision(self.min_instances, "manual scale"), self._alive())
         else:
             self.reconcile(perf_counter())
 
@@ -233,6 +240,7 @@ class Deployment:
             instance.kill()
             return
         self.stats.started(instance.ready_at - instance.started_at)
+        self.error = None
         self._record_instances()
         self._dispatch()
 
@@ -241,13 +249,18 @@ class Deployment:
         if instance in self.instances:
             self.instances.remove(instance)
         self.stats.start_failures += 1
-        self._last_failure = (perf_counter(), message)
+        self.failed(message)
         if not self._alive():
             while self._waiters:
                 waiter = self._waiters.popleft()
                 if not waiter.done():
                     waiter.set_exception(InstanceFailed(message))
         self._record_instances()
+
+    def failed(self, message: str) -> None:
+        """A start failed: report it in status and back off before the next start."""
+        self.error = message
+        self._last_failure = (perf_counter(), message)
 
     def _exited(self, instance: Instance) -> None:
         if instance in self.instances:
@@ -264,7 +277,10 @@ class Deployment:
 
     # --- management ------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        """One row of GET /system/functions, in the OpenFaaS gateway's field names plus ours."""
+        """One row of GET /system/functions, in the OpenFaaS gateway's field names plus ours.
+
+        Instance counts, in-flight requests and metrics are this worker process's (`worker`).
+        """
         ready = sum(1 for i in self.instances if i.state == "ready")
         return {
             "name": self.spec.name,
@@ -277,6 +293,9 @@ class Deployment:
             "queued": len(self._waiters),
             "config": self.spec.to_dict(),
             "metrics": self.stats.as_dict(),
+            "error": self.error,
+            "worker": {"pid": os.getpid(), "workers": self.share, "min_instances": self.min_instances,
+                       "max_instances": self.max_instances},
         }
 
     def remove(self) -> None:
@@ -296,6 +315,11 @@ class Deployment:
         for instance in self.instances:
             instance.close()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def per_worker(instances: int, workers: int) -> int:
+    """One worker's part of a function-wide instance count: rounded up, as for models' `instances`."""
+    return -(-instances // workers)
 
 
 def _expire_waiter(waiter: asyncio.Future[Instance], spec: FunctionSpec) -> None:

@@ -35,9 +35,10 @@ def load_handler(path: Path) -> type[Handler]:
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
-        where = traceback.extract_tb(exc.__traceback__)[-1]
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]
+        line = f" (line {frames[-1].lineno})" if frames else ""  # the handler's line, not the library's
         raise InvalidInput(
-            f"{path.name}: importing it raised {type(exc).__name__}: {exc} (line {where.lineno}); "
+            f"{path.name}: importing it raised {type(exc).__name__}: {exc}{line}; "
             "fix the error (is every imported package installed on the server?)"
         ) from None
     classes = [

@@ -29,7 +29,7 @@ from inferlab.server.http_protocol import CoalescingHttpToolsProtocol
 from inferlab.server.metrics import Metrics
 from inferlab.server.service import InferenceService
 from inferlab.server.status import http_status
-from inferlab.server.sync import RepositorySync
+from inferlab.server.sync import STATE_DIR, RepositorySync
 from inferlab.server.timing import AccessLog, access_logger
 from inferlab.server.web import HttpContext
 from inferlab.server.workers import supervise
@@ -74,8 +74,9 @@ def build(
         registry.load_all()
     service = InferenceService(registry, metrics, AccessLog(config.access_log), sync)
     ctx = HttpContext(service, config.max_body_bytes, config.auth_token, config.protect_inference)
-    # Functions live in one process: with several workers each would hold its own set.
-    functions = FunctionManager(service, http_status, registry=metrics.registry) if workers == 1 else None
+    # Every worker runs the functions stored in the repository's state folder (functions/store.py).
+    functions = FunctionManager(service, http_status, registry.store.root / STATE_DIR / "functions", workers,
+                                metrics.registry)
     return Server(config, service, build_app(ctx, functions), functions=functions)
 
 

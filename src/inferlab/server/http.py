@@ -11,9 +11,8 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from inferlab.errors import InferlabError, NotAvailable
+from inferlab.errors import InferlabError
 from inferlab.functions.manager import FunctionManager
 from inferlab.server import openapi
 from inferlab.server.protocols import functions_http, kserve_http, repository_http, tfaas, tfserving
@@ -23,11 +22,10 @@ from inferlab.server.web import HttpContext, json_response
 log = logging.getLogger("inferlab.server")
 
 
-def build_app(ctx: HttpContext, functions: FunctionManager | None = None) -> Starlette:
+def build_app(ctx: HttpContext, functions: FunctionManager) -> Starlette:
     """The HTTP app: inference routes first, since the router tries routes in order."""
     routes = [*kserve_http.routes(ctx), *repository_http.routes(ctx), *tfserving.routes(ctx), *tfaas.routes(ctx),
-              *openapi.routes(), ctx.service.metrics.route()]
-    routes += functions_http.routes(ctx, functions) if functions is not None else _no_functions()
+              *openapi.routes(), ctx.service.metrics.route(), *functions_http.routes(ctx, functions)]
     return Starlette(
         routes=routes,
         lifespan=_functions_lifespan(functions),
@@ -39,25 +37,12 @@ def build_app(ctx: HttpContext, functions: FunctionManager | None = None) -> Sta
     )
 
 
-def _no_functions() -> list[Route]:
-    """With several worker processes there is no single place for functions to live: say so, clearly."""
-
-    async def refuse(request: Request) -> Response:
-        raise NotAvailable(
-            "serverless functions run in a single server process; start the server with `inferlab serve --workers 1`"
-        )
-
-    methods = ["GET", "POST", "PUT", "DELETE"]
-    return [Route(f"/{prefix}/{{rest:path}}", refuse, methods=methods)
-            for prefix in ("function", "async-function", "async-result", "system")]
-
-
-def _functions_lifespan(functions: FunctionManager | None) -> Any:
+def _functions_lifespan(functions: FunctionManager) -> Any:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await functions.start()  # the functions stored in the repository, deployed again
         yield
-        if functions is not None:
-            await functions.aclose()
+        await functions.aclose()
 
     return lifespan
 

@@ -7,6 +7,9 @@
     GET  /system/function/{name}            one function's status and metrics
     POST /system/scale-function/{name}      {"replicas": n}
     GET  /system/logs?name=F&tail=N         newline-delimited JSON log lines
+
+Any worker process answers any of these: each first catches up with changes made through the
+others (FunctionManager.refresh), and async results are shared on disk.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ def routes(ctx: HttpContext, functions: FunctionManager) -> list[Route]:
 
     async def invoke_async(request: Request) -> Response:
         ctx.authorize(request, inference=True)
-        call = functions.async_calls.submit(
+        call = await functions.async_calls.submit(
             request.path_params["name"], await _function_request(ctx, request), request.headers.get("x-callback-url")
         )
         return json_response({"call_id": call.call_id, "status_url": f"/async-result/{call.call_id}"}, 202,
@@ -48,18 +51,18 @@ def routes(ctx: HttpContext, functions: FunctionManager) -> list[Route]:
     async def async_result(request: Request) -> Response:
         ctx.authorize(request, inference=True)
         call_id = request.path_params["call_id"]
-        call = functions.async_calls.get(call_id)
+        call = await functions.async_calls.get(call_id)
         if call is None:
             return json_response({"error": f"no asynchronous call {call_id!r} (unknown, or no longer kept)"}, 404)
         return _async_reply(call)
 
     async def list_functions(request: Request) -> Response:
         ctx.authorize(request)
-        return json_response(functions.status())
+        return json_response(await functions.status())
 
     async def function_status(request: Request) -> Response:
         ctx.authorize(request)
-        return json_response(functions.status(request.path_params["name"])[0])
+        return json_response((await functions.status(request.path_params["name"]))[0])
 
     async def deploy(request: Request) -> Response:
         ctx.authorize(request)
@@ -73,7 +76,7 @@ def routes(ctx: HttpContext, functions: FunctionManager) -> list[Route]:
         if not isinstance(name, str):
             raise InvalidInput("the deploy body needs 'service': the function name")
         await functions.deploy(name, body.get("files"), config)
-        return json_response(functions.status(name)[0], 202)
+        return json_response((await functions.status(name))[0], 202)
 
     async def remove(request: Request) -> Response:
         ctx.authorize(request)
@@ -81,13 +84,13 @@ def routes(ctx: HttpContext, functions: FunctionManager) -> list[Route]:
         name = body.get("functionName")
         if not isinstance(name, str):
             raise InvalidInput("the delete body needs 'functionName': the function to remove")
-        functions.remove(name)
+        await functions.remove(name)
         return json_response({}, 202)
 
     async def scale(request: Request) -> Response:
         ctx.authorize(request)
         body = _json_object(await ctx.body(request))
-        functions.scale(request.path_params["name"], body.get("replicas"))
+        await functions.scale(request.path_params["name"], body.get("replicas"))
         return json_response({}, 202)
 
     async def logs(request: Request) -> Response:
@@ -98,7 +101,7 @@ def routes(ctx: HttpContext, functions: FunctionManager) -> list[Route]:
         tail = request.query_params.get("tail", "")
         if tail and not tail.isdigit():
             raise InvalidInput(f"tail={tail!r} is not a non-negative integer")
-        lines = functions.logs(name, int(tail) if tail else None)
+        lines = await functions.logs(name, int(tail) if tail else None)
         return Response(b"".join(orjson.dumps(line) + b"\n" for line in lines), media_type="application/x-ndjson")
 
     return [
