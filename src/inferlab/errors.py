@@ -10,7 +10,6 @@
     ├── Overloaded          the model's queue is full; try again later
     ├── DeadlineExceeded    the request's own timeout ran out before it could run
     ├── RuntimeFailure      the runtime raised while running a valid request
-    └── NotAvailable        the feature is off in this server's configuration
 """
 
 from __future__ import annotations
@@ -59,6 +58,3 @@ class DeadlineExceeded(InferlabError):
 class RuntimeFailure(InferlabError):
     """The runtime failed on a request that passed validation."""
 
-
-class NotAvailable(InferlabError):
-    """The feature asked for is not available in how this server was started; the message says how to get it."""

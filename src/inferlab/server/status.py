@@ -10,7 +10,6 @@ from inferlab.errors import (
     InvalidInput,
     ModelNotFound,
     ModelNotReady,
-    NotAvailable,
     Overloaded,
     PayloadTooLarge,
     RepositoryError,
@@ -28,7 +27,6 @@ HTTP_STATUS: dict[type[InferlabError], int] = {
     Overloaded: 503,
     DeadlineExceeded: 504,
     RuntimeFailure: 500,
-    NotAvailable: 501,
 }
 
 
@@ -42,7 +40,6 @@ GRPC_CODE: dict[type[InferlabError], grpc.StatusCode] = {
     Overloaded: grpc.StatusCode.UNAVAILABLE,
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     RuntimeFailure: grpc.StatusCode.INTERNAL,
-    NotAvailable: grpc.StatusCode.UNIMPLEMENTED,
 }
 
 
