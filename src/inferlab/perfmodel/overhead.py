@@ -43,7 +43,7 @@ from inferlab.tensors import TensorSpec
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 _SATURATING_CONNECTIONS = 16
 _IDLE_GAPS_S = (0.0, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.02, 0.1)
-_LOOP_BOUND = 0.8  # loop CPU share of the time per request above which the loop is the bottleneck
+_LOOP_BOUND = 0.8  # loop CPU share of the time per request at which the loop, not the instance, limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,11 +124,10 @@ def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, sec
 
     One connection gives the unloaded latency back to back, and again after idle gaps from 0.25 to
     100 ms (the wake-up penalty curve). Then 16 connections saturate the server (one instance, no
-    batching). If the event loop is then nearly always on a core (its CPU time per request from /proc
-    is most of the time per request), the loop is the bottleneck and 1/throughput is its effective
-    cost per request, contention included; otherwise its CPU time per request is. The server's own
-    Server-Timing `infer` span under that load, over the model's time alone, is how much the loop and
-    the client slow the model down when both are busy.
+    batching): the event loop's CPU time per request (its thread's, from /proc) is `serial_s`, the
+    load generator's is `client_cpu_s`, and unless the loop is the bottleneck (busy 80 % of the time
+    per request or more), the time per request beyond the model's own (the server's Server-Timing
+    `infer` span) is the instance's hand-off between batches, `handoff_s`.
     """
     url = server.url
     _closed(url, call, 1, requests=10)  # warm-up: connections, first-call allocations
@@ -138,19 +137,19 @@ def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, sec
     latencies = _latencies(_closed(url, call, 1, duration_s=seconds / 4))
     cpu0 = _main_thread_cpu_s(server.pid)
     loaded = _closed(url, call, _SATURATING_CONNECTIONS, duration_s=seconds / 2)
-    cpu_s = (_main_thread_cpu_s(server.pid) - cpu0) / max(1, loaded.counts.requests)
+    requests = max(1, loaded.counts.requests)
+    cpu_s = (_main_thread_cpu_s(server.pid) - cpu0) / requests
     per_request_s = 1.0 / loaded.ok_per_s
-    loop_busy = min(1.0, cpu_s / per_request_s)
-    serial = per_request_s if loop_busy >= _LOOP_BOUND else cpu_s
+    infer = loaded.server_timing.get("infer")
+    loop_bound = cpu_s >= _LOOP_BOUND * per_request_s
+    handoff = 0.0 if loop_bound or infer is None else max(0.0, per_request_s - infer.mean_ms / 1e3)
     warm = float(np.median(latencies))
     total = max(0.0, warm - model_s)
-    serial = min(total, serial)
+    serial = min(total, cpu_s)
     curve = np.maximum.accumulate([0.0, *(max(0.0, float(np.median(lat)) - warm) for lat in penalties)])
-    infer = loaded.server_timing.get("infer")
-    slowdown = max(1.0, infer.mean_ms / 1e3 / model_s) if infer and model_s > 0 else 1.0
     return ProtocolOverhead(serial_s=serial, delay_s=total - serial, latency_s=tuple(latencies.tolist()),
                             idle_gap_s=_IDLE_GAPS_S, idle_penalty_s=tuple(curve.tolist()),
-                            model_slowdown=slowdown, loop_busy=loop_busy)
+                            client_cpu_s=loaded.self_check.cpu_seconds / requests, handoff_s=handoff)
 
 
 def target_for(url: str, call: InferCall) -> Target:

@@ -10,7 +10,9 @@ The model mirrors the server's policy, so its predictions can be checked against
   preferred size is reached (the largest preferred size that fits), or the oldest request has waited
   `max_queue_delay_s`; without batching every request is its own batch;
 * a batch of b requests occupies one of `instances` instances for a service time drawn from the
-  measured distribution for size b (`ServiceTimes`).
+  measured distribution for size b (`ServiceTimes`), plus `Overhead.handoff_s` after it in which the
+  instance cannot start another batch (results go back through the event loop, the next batch comes
+  from it).
 
 The front end is a Lindley recursion, vectorised with numpy; the batcher is an event loop over plain
 Python lists (no numpy scalars in the loop), so 100k requests take well under a second.
@@ -59,7 +61,8 @@ class Overhead:
     (interpolated between measured gaps): an idle server and client sleep, and waking them costs up
     to a millisecond on a VM, which dominates sub-millisecond requests at low rates. Each request
     also draws one of `jitter_s` (the unloaded latency minus its median): the tail that scheduling,
-    allocation and other tenants add to every request, queue or no queue.
+    allocation and other tenants add to every request, queue or no queue. `handoff_s` holds an instance
+    after each batch (its requests' latency does not include it: the unloaded delay already does).
     """
 
     serial_s: float = 0.0
@@ -67,6 +70,7 @@ class Overhead:
     idle_gap_s: tuple[float, ...] = ()
     idle_penalty_s: tuple[float, ...] = ()
     jitter_s: tuple[float, ...] = ()  # measured spread of the unloaded latency around its median
+    handoff_s: float = 0.0
 
     def penalty(self, idle_s: FloatArray) -> FloatArray | float:
         if not self.idle_gap_s:
@@ -152,7 +156,7 @@ def simulate(
     by_busy += [by_busy[-1]] * (policy.instances - len(by_busy))
     tables = [st.table(policy.max_batch_size, _LEVELS) for st in by_busy]
     levels = rng.integers(0, _LEVELS, n).tolist()
-    started, done, batches, busy_s = _run_batcher(front.tolist(), tables, levels, policy)
+    started, done, batches, busy_s = _run_batcher(front.tolist(), tables, levels, policy, overhead.handoff_s)
     jitter = rng.choice(np.asarray(overhead.jitter_s), n) if overhead.jitter_s else np.zeros(n)
     return _summarise(arrivals, np.asarray(started), np.asarray(done), batches, busy_s, policy, overhead,
                       jitter, int(n * warmup_fraction))
@@ -192,7 +196,8 @@ def _summarise(
 
 
 def _run_batcher(
-    arrivals: list[float], tables: list[list[list[float]]], levels: list[int], policy: BatchPolicy
+    arrivals: list[float], tables: list[list[list[float]]], levels: list[int], policy: BatchPolicy,
+    handoff: float = 0.0,
 ) -> tuple[list[float], list[float], int, float]:
     """The event loop: batch start and completion per request (nan when dropped), batches, busy time."""
     n = len(arrivals)
@@ -250,9 +255,9 @@ def _run_batcher(
             done[i] = end
         head += size
         batches += 1
-        busy += s
+        busy += s + handoff
         last = t
-        heapq.heappush(free, end)
+        heapq.heappush(free, end + handoff)
     return started, done, batches, busy
 
 
