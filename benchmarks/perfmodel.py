@@ -12,6 +12,7 @@ the Poisson points open loop; both with inferlab.loadgen, latency timed from eac
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -34,6 +35,8 @@ FILES = {"digits": "digits_mlp", "mobilenet_v2": "mobilenet_v2"}
 BATCH = {"digits": (16, 500), "mobilenet_v2": (8, 2000)}  # max_batch_size, max_queue_delay_us
 PROTOCOL = {"digits": "v2-json", "mobilenet_v2": "v2-binary"}  # mobilenet's JSON body is 3 MB of text
 FRACTIONS = (0.2, 0.4, 0.6, 0.8)
+QUIET_BUSY = 0.15  # wait (up to QUIET_WAIT_S) until other work uses at most this share of the cores
+QUIET_WAIT_S = 90.0
 
 
 def configs(model: str) -> dict[str, ModelConfig]:
@@ -49,6 +52,7 @@ def configs(model: str) -> dict[str, ModelConfig]:
 
 
 def profile_model(model: str, protocol: str, quick: bool) -> Profile:
+    wait_for_quiet()
     sizes = (1, 2, 4, 8, 16) if model == "digits" else (1, 2, 4, 8)
     prof = record_service_times(MODELS / f"{FILES[model]}.onnx", model, sizes, ((1, 1), (2, 1)),
                                 seconds_per_point=0.3 if quick else 1.0)
@@ -67,19 +71,45 @@ def single_repository(root: Path, model: str, config: ModelConfig) -> Path:
     return root
 
 
+def wait_for_quiet() -> float:
+    """The machine is shared: before measuring, wait a while for other tenants' bursts to pass.
+    Returns the share of the cores that was busy in the last second looked at."""
+    deadline = time.monotonic() + QUIET_WAIT_S
+    while True:
+        busy = _busy_share(1.0)
+        if busy <= QUIET_BUSY or time.monotonic() > deadline:
+            return busy
+        time.sleep(1.0)
+
+
+def _busy_share(seconds: float) -> float:
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+    total0, idle0 = sample()
+    time.sleep(seconds)
+    total1, idle1 = sample()
+    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
+
+
 def rel(pred: float, meas: float) -> str:
     return f"{(pred - meas) / meas * 100:+.0f}%" if meas > 0 else "n/a"
 
 
-def run(models: list[str], protocol: str | None, quick: bool, config_filter: str | None) -> None:
+def run(models: list[str], protocol: str | None, quick: bool, config_filter: str | None,
+        profiles: Path | None) -> None:
     print(f"{'model':13} {'config':26} {'rate/s':>8} {'pred p50':>9} {'meas p50':>9} {'err':>6} "
           f"{'pred p99':>9} {'meas p99':>9} {'err':>6} {'fail':>5}")
     for model in models:
         proto = protocol or PROTOCOL[model]
-        prof = profile_model(model, proto, quick)
+        prof = Profile.load(profiles / f"{model}.profile.json") if profiles and (
+            profiles / f"{model}.profile.json").is_file() else profile_model(model, proto, quick)
+        if profiles:
+            prof.save(profiles / f"{model}.profile.json")
         oh = prof.overhead[proto]
         print(f"# {model} over {proto}: loop {oh.serial_s * 1e3:.3f} ms/req, delay {oh.delay_s * 1e3:.3f} ms, "
-              f"model b=1 {np.median(prof.service_s['1x1'][1]) * 1e3:.3f} ms")
+              f"client {oh.client_cpu_s * 1e3:.3f} ms/req, hand-off {oh.handoff_s * 1e3:.3f} ms/batch, "
+              f"model b=1 {np.median(prof.service_s['1x1'][1]) * 1e3:.3f} ms; load average {os.getloadavg()[0]:.2f}")
         call = encode_call(proto, model, prof.inputs)
         for name, config in configs(model).items():
             if config_filter and config_filter not in name:
@@ -89,6 +119,9 @@ def run(models: list[str], protocol: str | None, quick: bool, config_filter: str
                 repo = single_repository(Path(tmp), model, config)
                 with server_process(repo) as server:
                     url = server.url
+                    busy = wait_for_quiet()
+                    print(f"# {name}: other work used {busy * 100:.0f}% of the cores before; "
+                          f"load average {os.getloadavg()[0]:.2f}")
                     conns = max(16, 2 * config.instances * max(1, config.max_batch_size))
                     measured_cap = measure_capacity(url, call, conns, 3 if quick else 6)
                     print(f"{model:13} {name:26} {'capacity':>8} {capacity:9.1f} {measured_cap:9.1f} "
@@ -112,8 +145,10 @@ def main() -> None:
     parser.add_argument("--configs", default=None, help="only configurations whose name contains this text")
     parser.add_argument("--protocol", choices=PROTOCOLS, default=None, help="default: JSON for digits, binary else")
     parser.add_argument("--quick", action="store_true", help="shorter profiles and runs")
+    parser.add_argument("--profiles", type=Path, default=None,
+                        help="a folder: reuse MODEL.profile.json from it if there, else record and save it there")
     args = parser.parse_args()
-    run([m.strip() for m in args.models.split(",")], args.protocol, args.quick, args.configs)
+    run([m.strip() for m in args.models.split(",")], args.protocol, args.quick, args.configs, args.profiles)
 
 
 if __name__ == "__main__":

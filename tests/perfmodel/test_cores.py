@@ -7,7 +7,7 @@ import pytest
 
 from inferlab.perfmodel.cores import CpuDemand, stretch
 from inferlab.perfmodel.service import ServiceTimes
-from inferlab.perfmodel.simulator import BatchPolicy, Overhead, constant_arrivals, simulate
+from inferlab.perfmodel.simulator import BatchPolicy, Overhead, constant_arrivals, simulate, waking_fifo_departures
 
 
 def test_no_one_else_busy_means_no_slowdown() -> None:
@@ -47,3 +47,16 @@ def test_handoff_holds_the_instance_but_not_the_request() -> None:
     over = simulate(constant_arrivals(200.0, 2000), ServiceTimes.constant(0.010), policy, Overhead(handoff_s=0.005))
     assert over.throughput_rps == pytest.approx(1 / 0.015, rel=0.01)  # saturated: one batch per 15 ms
     assert np.isclose(over.utilisation, 1.0)
+
+
+def test_only_requests_finding_the_loop_idle_pay_for_waking_it() -> None:
+    burst = waking_fifo_departures(np.zeros(4), serial_s=0.001, wake_s=0.002)
+    assert burst == pytest.approx([0.003, 0.004, 0.005, 0.006])  # one wake-up for the whole burst
+    apart = waking_fifo_departures(np.array([0.0, 1.0, 2.0]), 0.001, 0.002)
+    assert apart == pytest.approx([0.003, 1.003, 2.003])
+    result = simulate(np.array([0.0, 1.0, 2.0]), ServiceTimes.constant(0.0), BatchPolicy(),
+                      Overhead(serial_s=0.001, wake_s=0.002))
+    assert result.p50_s == pytest.approx(0.003)
+    # The loop's utilisation counts the wake-ups of the requests that find it idle.
+    s = stretch(CpuDemand(cores=2, loop_s=0.001, wake_s=0.001), rate_rps=100.0, instance_busy=0.0, instances=1)
+    assert s.loop_busy == pytest.approx(0.1 * (1 + (1 - s.loop_busy)))

@@ -38,7 +38,8 @@ class CpuDemand:
     """Who else wants the cores: CPU seconds per request of each worker's event loop and of the client.
 
     `client_s` is 0 when the client runs on another machine. `workers` server processes each have a
-    loop and their share of the instances, each instance `threads` threads.
+    loop and their share of the instances, each instance `threads` threads. A request finding its loop
+    idle (probability 1 - the loop's utilisation) costs `wake_s` more.
     """
 
     cores: int
@@ -46,6 +47,7 @@ class CpuDemand:
     client_s: float = 0.0
     threads: int = 1
     workers: int = 1
+    wake_s: float = 0.0  # more loop CPU for a request that finds the loop idle
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +67,7 @@ def stretch(demand: CpuDemand, rate_rps: float, instance_busy: float, instances:
     busy_instances = _binomial(w * instances, min(1.0, max(0.0, instance_busy)))
     loop_factor, loop_busy = 1.0, 0.0
     for _ in range(_ROUNDS):
-        loop_busy = min(1.0, rate_rps * demand.loop_s * loop_factor)
+        loop_busy = min(1.0, rate_rps * (demand.loop_s + demand.wake_s * (1.0 - loop_busy)) * loop_factor)
         others = np.convolve(np.convolve(_binomial(w - 1, loop_busy), client), _spread(busy_instances, t))
         loop_factor = _expected_share(1.0, others, c)
     loops = np.convolve(_binomial(w, loop_busy), client)

@@ -123,33 +123,40 @@ def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, sec
     """Closed-loop runs with inferlab.loadgen (a lean client, so it measures the server).
 
     One connection gives the unloaded latency back to back, and again after idle gaps from 0.25 to
-    100 ms (the wake-up penalty curve). Then 16 connections saturate the server (one instance, no
-    batching): the event loop's CPU time per request (its thread's, from /proc) is `serial_s`, the
-    load generator's is `client_cpu_s`, and unless the loop is the bottleneck (busy 80 % of the time
-    per request or more), the time per request beyond the model's own (the server's Server-Timing
-    `infer` span) is the instance's hand-off between batches, `handoff_s`.
+    100 ms (the wake-up penalty curve). The event loop's CPU time per request (its thread's, from
+    /proc) is measured twice: with one connection, where every request finds the loop idle, and with
+    16 connections saturating the server (one instance, no batching), where most find it busy; the
+    difference, over the loaded loop's utilisation, is what waking the loop costs (`wake_s`), the rest
+    is `serial_s`. The load generator's CPU per request there is `client_cpu_s`, and unless the loop
+    is the bottleneck (busy 80 % of the time per request or more), the time per request beyond the
+    model's own (the server's Server-Timing `infer` span) is the instance's hand-off, `handoff_s`.
     """
     url = server.url
     _closed(url, call, 1, requests=10)  # warm-up: connections, first-call allocations
     round_s = sum(_IDLE_GAPS_S) + len(_IDLE_GAPS_S) * 3 * max(model_s, 1e-3)  # one request per gap
     per_gap = max(5, min(40, int(seconds / 4 / round_s)))
     penalties = [_latencies(_closed(url, call, 1, requests=per_gap, think_s=gap)) for gap in _IDLE_GAPS_S[1:]]
-    latencies = _latencies(_closed(url, call, 1, duration_s=seconds / 4))
     cpu0 = _main_thread_cpu_s(server.pid)
+    latencies = _latencies(_closed(url, call, 1, duration_s=seconds / 4))  # each request wakes the idle loop
+    cpu1 = _main_thread_cpu_s(server.pid)
     loaded = _closed(url, call, _SATURATING_CONNECTIONS, duration_s=seconds / 2)
     requests = max(1, loaded.counts.requests)
-    cpu_s = (_main_thread_cpu_s(server.pid) - cpu0) / requests
+    woken_s = (cpu1 - cpu0) / max(1, latencies.size)
+    cpu_s = (_main_thread_cpu_s(server.pid) - cpu1) / requests
     per_request_s = 1.0 / loaded.ok_per_s
+    busy = min(1.0, cpu_s / per_request_s)
+    # Alone a request costs serial + wake; loaded, serial + wake x (share of requests finding the loop idle).
+    wake = min(woken_s, max(0.0, (woken_s - cpu_s) / max(busy, 1e-9)))
     infer = loaded.server_timing.get("infer")
-    loop_bound = cpu_s >= _LOOP_BOUND * per_request_s
-    handoff = 0.0 if loop_bound or infer is None else max(0.0, per_request_s - infer.mean_ms / 1e3)
+    handoff = 0.0 if busy >= _LOOP_BOUND or infer is None else max(0.0, per_request_s - infer.mean_ms / 1e3)
     warm = float(np.median(latencies))
     total = max(0.0, warm - model_s)
-    serial = min(total, cpu_s)
+    serial = max(0.0, min(total - wake, cpu_s - wake * (1.0 - busy)))
     curve = np.maximum.accumulate([0.0, *(max(0.0, float(np.median(lat)) - warm) for lat in penalties)])
-    return ProtocolOverhead(serial_s=serial, delay_s=total - serial, latency_s=tuple(latencies.tolist()),
-                            idle_gap_s=_IDLE_GAPS_S, idle_penalty_s=tuple(curve.tolist()),
-                            client_cpu_s=loaded.self_check.cpu_seconds / requests, handoff_s=handoff)
+    return ProtocolOverhead(serial_s=serial, delay_s=max(0.0, total - serial - wake),
+                            latency_s=tuple(latencies.tolist()), idle_gap_s=_IDLE_GAPS_S,
+                            idle_penalty_s=tuple(curve.tolist()), client_cpu_s=loaded.self_check.cpu_seconds / requests,
+                            handoff_s=handoff, wake_s=wake)
 
 
 def target_for(url: str, call: InferCall) -> Target:

@@ -153,7 +153,7 @@ def _setup(profile: Profile, config: ModelConfig, protocol: str, workers: int, c
 def _shared(service: list[ServiceTimes], overhead: Overhead, share: Stretch) -> tuple[list[ServiceTimes], Overhead]:
     """The model's times with k busy stretched by `share.model[k-1]`, the loop's cost by `share.loop`."""
     return ([st.scaled(f) for st, f in zip(service, share.model, strict=True)],
-            replace(overhead, serial_s=overhead.serial_s * share.loop))
+            replace(overhead, serial_s=overhead.serial_s * share.loop, wake_s=overhead.wake_s * share.loop))
 
 
 def predict_with(

@@ -57,9 +57,10 @@ class ProtocolOverhead:
     `delay_s` is the rest of the unloaded latency beyond the model (client, kernel, loopback), which
     adds to every request but does not queue. `idle_penalty_s[k]` is the extra latency of a request
     sent after the system sat idle for `idle_gap_s[k]`. `latency_s` keeps the raw back-to-back samples.
-    `client_cpu_s` is the load generator's CPU per request (it shares the cores when it runs on this
-    machine); `handoff_s` is how long an instance sat idle per batch with requests waiting (results
-    back through the loop, the next batch from it).
+    A request that finds the loop idle costs it `wake_s` more (waking it, one epoll round per request;
+    requests that arrive while it works share one). `client_cpu_s` is the load generator's CPU per
+    request (it shares the cores when it runs on this machine); `handoff_s` is how long an instance sat
+    idle per batch with requests waiting (results back through the loop, the next batch from it).
     """
 
     serial_s: float
@@ -69,11 +70,12 @@ class ProtocolOverhead:
     idle_penalty_s: tuple[float, ...] = ()
     client_cpu_s: float = 0.0
     handoff_s: float = 0.0
+    wake_s: float = 0.0
 
     def as_overhead(self) -> Overhead:
         jitter = np.asarray(self.latency_s) - float(np.median(self.latency_s)) if self.latency_s else np.zeros(0)
-        return Overhead(self.serial_s, self.delay_s, self.idle_gap_s, self.idle_penalty_s, tuple(jitter.tolist()),
-                        self.handoff_s)
+        return Overhead(self.serial_s, self.delay_s, self.wake_s, self.idle_gap_s, self.idle_penalty_s,
+                        tuple(jitter.tolist()), self.handoff_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +119,8 @@ class Profile:
         if entry is None:
             return None
         cores = int(self.machine.get("cpus") or os.cpu_count() or 1)
-        return CpuDemand(cores, entry.serial_s, entry.client_cpu_s if client_on_host else 0.0, threads, workers)
+        return CpuDemand(cores, entry.serial_s, entry.client_cpu_s if client_on_host else 0.0, threads, workers,
+                         entry.wake_s)
 
     def overhead_for(self, protocol: str) -> Overhead:
         """The protocol's overhead, or none when the profile skipped the server (in-process predictions)."""
@@ -133,7 +136,7 @@ class Profile:
             "overhead": {
                 p: {"serial_s": o.serial_s, "delay_s": o.delay_s, "latency_s": list(o.latency_s),
                     "idle_gap_s": list(o.idle_gap_s), "idle_penalty_s": list(o.idle_penalty_s),
-                    "client_cpu_s": o.client_cpu_s, "handoff_s": o.handoff_s}
+                    "client_cpu_s": o.client_cpu_s, "handoff_s": o.handoff_s, "wake_s": o.wake_s}
                 for p, o in self.overhead.items()
             },
             "machine": self.machine,
@@ -154,7 +157,8 @@ class Profile:
                 overhead={
                     p: ProtocolOverhead(float(o["serial_s"]), float(o["delay_s"]), tuple(o.get("latency_s", ())),
                                         tuple(o.get("idle_gap_s", ())), tuple(o.get("idle_penalty_s", ())),
-                                        float(o.get("client_cpu_s", 0.0)), float(o.get("handoff_s", 0.0)))
+                                        float(o.get("client_cpu_s", 0.0)), float(o.get("handoff_s", 0.0)),
+                                        float(o.get("wake_s", 0.0)))
                     for p, o in raw.get("overhead", {}).items()
                 },
                 machine=dict(raw.get("machine", {})),

@@ -3,8 +3,10 @@
 The model mirrors the server's policy, so its predictions can be checked against a real run:
 
 * the front end (HTTP parsing, JSON decode/encode on the event loop) is one FIFO server whose
-  per-request cost is `Overhead.serial_s`, plus a pure delay `Overhead.delay_s` nobody queues for,
-  plus a wake-up penalty for requests that find the system idle;
+  per-request cost is `Overhead.serial_s`, plus `Overhead.wake_s` for a request that finds the loop
+  idle (it wakes the loop alone; requests that arrive while it works share a wake-up), plus a pure
+  delay `Overhead.delay_s` nobody queues for, plus a wake-up penalty for requests that find the
+  whole system idle;
 * the queue admits a request unless `max_queue_size` requests already wait (then it is dropped);
 * when an instance is free the batcher sends a batch as soon as `max_batch_size` requests wait, or a
   preferred size is reached (the largest preferred size that fits), or the oldest request has waited
@@ -67,6 +69,7 @@ class Overhead:
 
     serial_s: float = 0.0
     delay_s: float = 0.0
+    wake_s: float = 0.0  # extra event-loop time for a request that finds the loop idle
     idle_gap_s: tuple[float, ...] = ()
     idle_penalty_s: tuple[float, ...] = ()
     jitter_s: tuple[float, ...] = ()  # measured spread of the unloaded latency around its median
@@ -129,6 +132,16 @@ def fifo_departures(arrivals: FloatArray, service: FloatArray) -> FloatArray:
     return departures
 
 
+def waking_fifo_departures(arrivals: FloatArray, serial_s: float, wake_s: float) -> FloatArray:
+    """A FIFO server whose service is `serial_s`, plus `wake_s` when the request finds it idle (a loop in Python)."""
+    out = np.empty(arrivals.size)
+    last = -np.inf
+    for i, a in enumerate(arrivals.tolist()):
+        last = (a + serial_s + wake_s) if a >= last else (last + serial_s)
+        out[i] = last
+    return out
+
+
 def simulate(
     arrivals: FloatArray,
     service: ServiceTimes | Sequence[ServiceTimes],
@@ -148,7 +161,9 @@ def simulate(
         raise InvalidInput("simulate: need at least one arrival")
     rng = np.random.default_rng(seed)
     front = arrivals
-    if overhead.serial_s > 0:
+    if overhead.wake_s > 0:
+        front = waking_fifo_departures(arrivals, overhead.serial_s, overhead.wake_s)
+    elif overhead.serial_s > 0:
         front = fifo_departures(arrivals, np.full(n, overhead.serial_s))
     by_busy = [service] if isinstance(service, ServiceTimes) else list(service)
     if not by_busy:
@@ -158,12 +173,13 @@ def simulate(
     levels = rng.integers(0, _LEVELS, n).tolist()
     started, done, batches, busy_s = _run_batcher(front.tolist(), tables, levels, policy, overhead.handoff_s)
     jitter = rng.choice(np.asarray(overhead.jitter_s), n) if overhead.jitter_s else np.zeros(n)
-    return _summarise(arrivals, np.asarray(started), np.asarray(done), batches, busy_s, policy, overhead,
+    front_s = front - np.maximum(arrivals, np.concatenate(([-np.inf], front[:-1])))  # each one's loop time
+    return _summarise(arrivals, front_s, np.asarray(started), np.asarray(done), batches, busy_s, policy, overhead,
                       jitter, int(n * warmup_fraction))
 
 
 def _summarise(
-    arrivals: FloatArray, started: FloatArray, done: FloatArray, batches: int, busy_s: float,
+    arrivals: FloatArray, front_s: FloatArray, started: FloatArray, done: FloatArray, batches: int, busy_s: float,
     policy: BatchPolicy, overhead: Overhead, jitter: FloatArray, skip: int,
 ) -> SimResult:
     """Statistics from per-request times; the queue length is the time average, by Little's law."""
@@ -174,7 +190,7 @@ def _summarise(
     ended = np.fmax.accumulate(np.concatenate(([-np.inf], done[:-1])))  # last completion before each arrival
     idle = np.maximum(arrivals - ended, 0.0)[skip:]  # how long the whole system sat empty before it
     latency = np.maximum(d[ok] - a[ok] + overhead.delay_s + overhead.penalty(idle[ok]) + jitter[skip:][ok], 0.0)
-    wait = s[ok] - a[ok] - overhead.serial_s  # time spent queued, front end or batcher
+    wait = s[ok] - a[ok] - front_s[skip:][ok]  # time spent queued, front end or batcher
     window = float(d[ok].max() - a[0]) if ok.any() else 0.0
     completed = int(ok.sum())
     pct = np.percentile(latency, [50, 95, 99]) if completed else np.full(3, np.nan)
@@ -182,7 +198,7 @@ def _summarise(
         offered_rps=(a.size - 1) / float(a[-1] - a[0]) if a.size > 1 and a[-1] > a[0] else 0.0,
         throughput_rps=int(ok_all.sum()) / span if span > 0 else 0.0,
         utilisation=min(1.0, busy_s / (policy.instances * span)) if span > 0 else 0.0,
-        front_utilisation=min(1.0, overhead.serial_s * arrivals.size / span) if span > 0 else 0.0,
+        front_utilisation=min(1.0, float(front_s.sum()) / span) if span > 0 else 0.0,
         mean_queue_length=float(wait.sum()) / window if window > 0 else 0.0,
         mean_wait_s=float(wait.mean()) if completed else float("nan"),
         mean_latency_s=float(latency.mean()) if completed else float("nan"),
