@@ -220,5 +220,5 @@ def _concatenate(chunks: list[Columns]) -> Columns:
     if len(chunks) == 1:
         return chunks[0]
     names = {name for chunk in chunks for name in chunk}
-    return {name: np.concatenate([chunk.get(name, np.full(chunk["done"].size, np.nan)) for chunk in chunks])
-            for name in names}
+    return {name: np.concatenate([chunk[name] if name in chunk else np.full(chunk["done"].size, np.nan)
+                                  for chunk in chunks]) for name in names}
