@@ -43,7 +43,6 @@ from inferlab.tensors import TensorSpec
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 _SATURATING_CONNECTIONS = 16
 _IDLE_GAPS_S = (0.0, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.02, 0.1)
-_LOOP_BOUND = 0.8  # loop CPU share of the time per request at which the loop, not the instance, limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +127,8 @@ def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, sec
     16 connections saturating the server (one instance, no batching), where most find it busy; the
     difference, over the loaded loop's utilisation, is what waking the loop costs (`wake_s`), the rest
     is `serial_s`. The load generator's CPU per request there is `client_cpu_s`, and unless the loop
-    is the bottleneck (busy 80 % of the time per request or more), the time per request beyond the
-    model's own (the server's Server-Timing `infer` span) is the instance's hand-off, `handoff_s`.
+    is the busier station, the time per request beyond the model's own (the server's Server-Timing
+    `infer` span) is the instance's hand-off between batches, `handoff_s`.
     """
     url = server.url
     _closed(url, call, 1, requests=10)  # warm-up: connections, first-call allocations
@@ -147,8 +146,9 @@ def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, sec
     busy = min(1.0, cpu_s / per_request_s)
     # Alone a request costs serial + wake; loaded, serial + wake x (share of requests finding the loop idle).
     wake = min(woken_s, max(0.0, (woken_s - cpu_s) / max(busy, 1e-9)))
-    infer = loaded.server_timing.get("infer")
-    handoff = 0.0 if busy >= _LOOP_BOUND or infer is None else max(0.0, per_request_s - infer.mean_ms / 1e3)
+    infer_s = loaded.server_timing["infer"].mean_ms / 1e3 if "infer" in loaded.server_timing else 0.0
+    instance_bound = infer_s > cpu_s  # the instance, not the loop, is the busier station
+    handoff = max(0.0, per_request_s - infer_s) if instance_bound else 0.0
     warm = float(np.median(latencies))
     total = max(0.0, warm - model_s)
     serial = max(0.0, min(total - wake, cpu_s - wake * (1.0 - busy)))
