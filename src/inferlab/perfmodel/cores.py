@@ -39,7 +39,8 @@ class CpuDemand:
 
     `client_s` is 0 when the client runs on another machine. `workers` server processes each have a
     loop and their share of the instances, each instance `threads` threads. A request finding its loop
-    idle (probability 1 - the loop's utilisation) costs `wake_s` more.
+    idle (probability 1 - the loop's utilisation) costs `wake_s` more; even saturated, requests found
+    it idle 1 - `saturated_busy` of the time in the profile, and capacity assumes no better.
     """
 
     cores: int
@@ -48,6 +49,7 @@ class CpuDemand:
     threads: int = 1
     workers: int = 1
     wake_s: float = 0.0  # more loop CPU for a request that finds the loop idle
+    saturated_busy: float = 1.0  # the loop's utilisation when the server was saturated in the profile
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,7 @@ class Stretch:
     model: tuple[float, ...]
     loop_busy: float  # the loop's utilisation with its stretch
     client_busy: float
+    model_by_loop: tuple[tuple[float, float], ...] = ()  # k-1 -> (slowdown with this worker's loop idle, busy)
 
 
 def stretch(demand: CpuDemand, rate_rps: float, instance_busy: float, instances: int) -> Stretch:
@@ -70,9 +73,12 @@ def stretch(demand: CpuDemand, rate_rps: float, instance_busy: float, instances:
         loop_busy = min(1.0, rate_rps * (demand.loop_s + demand.wake_s * (1.0 - loop_busy)) * loop_factor)
         others = np.convolve(np.convolve(_binomial(w - 1, loop_busy), client), _spread(busy_instances, t))
         loop_factor = _expected_share(1.0, others, c)
-    loops = np.convolve(_binomial(w, loop_busy), client)
-    model = tuple(_expected_share(k * w * t, loops, c) / max(1.0, k * w * t / c) for k in range(1, instances + 1))
-    return Stretch(loop_factor, model, loop_busy, float(client[1]) if client.size > 1 else 0.0)
+    others = np.convolve(_binomial(w - 1, loop_busy), client)
+    by_loop = tuple((_expected_share(k * w * t, others, c) / max(1.0, k * w * t / c),
+                     _expected_share(k * w * t + 1, others, c) / max(1.0, k * w * t / c))
+                    for k in range(1, instances + 1))
+    model = tuple(idle + loop_busy * (busy - idle) for idle, busy in by_loop)
+    return Stretch(loop_factor, model, loop_busy, float(client[1]) if client.size > 1 else 0.0, by_loop)
 
 
 def _expected_share(base: float, pmf: FloatArray, cores: int) -> float:

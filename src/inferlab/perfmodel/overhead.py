@@ -156,7 +156,7 @@ def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, sec
     return ProtocolOverhead(serial_s=serial, delay_s=max(0.0, total - serial - wake),
                             latency_s=tuple(latencies.tolist()), idle_gap_s=_IDLE_GAPS_S,
                             idle_penalty_s=tuple(curve.tolist()), client_cpu_s=loaded.self_check.cpu_seconds / requests,
-                            handoff_s=handoff, wake_s=wake)
+                            handoff_s=handoff, wake_s=wake, loop_busy=busy)
 
 
 def target_for(url: str, call: InferCall) -> Target:

@@ -71,12 +71,14 @@ def capacity_rps(service: ServiceTimes | Sequence[ServiceTimes], policy: BatchPo
     always busy, whichever comes first, with the cores shared as they would be at that rate.
 
     At saturation the queue always holds a full batch, so the instances run batches of `max_batch_size`,
-    all of them at once (the last of `service`, by instances busy), each followed by its hand-off.
+    all of them at once (the last of `service`, by instances busy), each followed by its hand-off; the
+    loop wakes for as many requests as it did when the profile saturated it (no fewer).
     """
     by_busy = [service] if isinstance(service, ServiceTimes) else list(service)
     full = by_busy[min(len(by_busy), policy.instances) - 1]
     b = policy.max_batch_size
     batch_s = full.mean(b)
+    loop_s = overhead.serial_s + overhead.wake_s * (1.0 - (demand.saturated_busy if demand else 1.0))
 
     def load(rate: float) -> float:
         """The busier of the instances and the loop at `rate` (> 1: more than they can do)."""
@@ -86,7 +88,7 @@ def capacity_rps(service: ServiceTimes | Sequence[ServiceTimes], policy: BatchPo
                 share = stretch(demand, rate, busy, policy.instances)
                 model_factor, loop_factor = share.model[-1], share.loop
             busy = rate * (batch_s * model_factor + overhead.handoff_s) / (policy.instances * b)
-        return max(busy, rate * overhead.serial_s * loop_factor)
+        return max(busy, rate * loop_s * loop_factor)
 
     hi = 1.0 / max(load(1.0), 1e-12)  # without sharing the load grows linearly; sharing only slows things
     if demand is None:
@@ -131,12 +133,15 @@ def predict(
     if demand is not None:
         busy = 0.0
         for _ in range(_SHARING_ROUNDS):
-            shared = _shared(service, overhead, stretch(demand, rate_rps / workers, busy, policy.instances))
-            probe = predict_with(*shared, policy, rate_rps, arrivals, min(requests, _PROBE_REQUESTS), seed,
-                                 trace_s, workers)
+            share = stretch(demand, rate_rps / workers, busy, policy.instances)
+            probe = predict_with(service, _loop_shared(overhead, share), policy, rate_rps, arrivals,
+                                 min(requests, _PROBE_REQUESTS), seed, trace_s, workers, share)
             busy = probe.sim.utilisation
-        service, overhead = _shared(service, overhead, stretch(demand, rate_rps / workers, busy, policy.instances))
-    p = predict_with(service, overhead, policy, rate_rps, arrivals, requests, seed, trace_s, workers)
+        share = stretch(demand, rate_rps / workers, busy, policy.instances)
+        p = predict_with(service, _loop_shared(overhead, share), policy, rate_rps, arrivals, requests, seed, trace_s,
+                         workers, share)
+    else:
+        p = predict_with(service, overhead, policy, rate_rps, arrivals, requests, seed, trace_s, workers)
     return replace(p, capacity_rps=capacity)
 
 
@@ -150,30 +155,34 @@ def _setup(profile: Profile, config: ModelConfig, protocol: str, workers: int, c
     return service, policy, profile.overhead_for(protocol), demand
 
 
-def _shared(service: list[ServiceTimes], overhead: Overhead, share: Stretch) -> tuple[list[ServiceTimes], Overhead]:
-    """The model's times with k busy stretched by `share.model[k-1]`, the loop's cost by `share.loop`."""
-    return ([st.scaled(f) for st, f in zip(service, share.model, strict=True)],
-            replace(overhead, serial_s=overhead.serial_s * share.loop, wake_s=overhead.wake_s * share.loop))
+def _loop_shared(overhead: Overhead, share: Stretch) -> Overhead:
+    """The loop's cost stretched by its expected core sharing."""
+    return replace(overhead, serial_s=overhead.serial_s * share.loop, wake_s=overhead.wake_s * share.loop)
 
 
 def predict_with(
     service: list[ServiceTimes], overhead: Overhead, policy: BatchPolicy, rate_rps: float,
     arrivals: ArrivalKind = "poisson", requests: int = 50_000, seed: int = 0, trace_s: FloatArray | None = None,
-    workers: int = 1,
+    workers: int = 1, share: Stretch | None = None,
 ) -> Prediction:
-    """`predict` for already chosen service distributions (by instances busy), overhead and per-worker policy."""
+    """`predict` for already chosen service distributions (by instances busy), overhead and per-worker policy;
+    with `share`, each batch runs slower by the core sharing for the instances busy and how busy the
+    simulated loop is while it runs (`Stretch.model_by_loop`)."""
     if workers < 1:
         raise InvalidInput(f"workers {workers} is not >= 1")
     times = _arrivals(arrivals, rate_rps, requests * workers, seed, trace_s)
     if workers > 1:  # one worker's share: a random thinning of a Poisson stream is Poisson at rate / workers
-        share = np.random.default_rng(seed + 2).integers(0, workers, times.size) == 0 if arrivals == "poisson" \
+        mine = np.random.default_rng(seed + 2).integers(0, workers, times.size) == 0 if arrivals == "poisson" \
             else np.arange(times.size) % workers == 0
-        times = times[share]
-    sim = simulate(times, service, policy, overhead, seed=seed + 1, warmup_fraction=0.05)
+        times = times[mine]
+    sim = simulate(times, service, policy, overhead, seed=seed + 1, warmup_fraction=0.05,
+                   model_stretch=share.model_by_loop if share else ())
     if workers > 1:
         sim = replace(sim, offered_rps=sim.offered_rps * workers, throughput_rps=sim.throughput_rps * workers,
                       mean_queue_length=sim.mean_queue_length * workers, completed=sim.completed * workers,
                       dropped=sim.dropped * workers)
+    if share is not None:
+        service = [st.scaled(f) for st, f in zip(service, share.model, strict=True)]
     closed, b = _closed_form(service[-1], policy, overhead, rate_rps / workers)
     return Prediction(rate_rps, capacity_rps(service, policy, overhead) * workers, policy, sim, closed, b, workers)
 

@@ -71,6 +71,7 @@ class ProtocolOverhead:
     client_cpu_s: float = 0.0
     handoff_s: float = 0.0
     wake_s: float = 0.0
+    loop_busy: float = 1.0  # the loop's utilisation when 16 connections saturated the server
 
     def as_overhead(self) -> Overhead:
         jitter = np.asarray(self.latency_s) - float(np.median(self.latency_s)) if self.latency_s else np.zeros(0)
@@ -120,7 +121,7 @@ class Profile:
             return None
         cores = int(self.machine.get("cpus") or os.cpu_count() or 1)
         return CpuDemand(cores, entry.serial_s, entry.client_cpu_s if client_on_host else 0.0, threads, workers,
-                         entry.wake_s)
+                         entry.wake_s, entry.loop_busy)
 
     def overhead_for(self, protocol: str) -> Overhead:
         """The protocol's overhead, or none when the profile skipped the server (in-process predictions)."""
@@ -136,7 +137,8 @@ class Profile:
             "overhead": {
                 p: {"serial_s": o.serial_s, "delay_s": o.delay_s, "latency_s": list(o.latency_s),
                     "idle_gap_s": list(o.idle_gap_s), "idle_penalty_s": list(o.idle_penalty_s),
-                    "client_cpu_s": o.client_cpu_s, "handoff_s": o.handoff_s, "wake_s": o.wake_s}
+                    "client_cpu_s": o.client_cpu_s, "handoff_s": o.handoff_s, "wake_s": o.wake_s,
+                    "loop_busy": o.loop_busy}
                 for p, o in self.overhead.items()
             },
             "machine": self.machine,
@@ -158,7 +160,7 @@ class Profile:
                     p: ProtocolOverhead(float(o["serial_s"]), float(o["delay_s"]), tuple(o.get("latency_s", ())),
                                         tuple(o.get("idle_gap_s", ())), tuple(o.get("idle_penalty_s", ())),
                                         float(o.get("client_cpu_s", 0.0)), float(o.get("handoff_s", 0.0)),
-                                        float(o.get("wake_s", 0.0)))
+                                        float(o.get("wake_s", 0.0)), float(o.get("loop_busy", 1.0)))
                     for p, o in raw.get("overhead", {}).items()
                 },
                 machine=dict(raw.get("machine", {})),

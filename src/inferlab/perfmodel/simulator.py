@@ -29,6 +29,7 @@ Example::
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -149,12 +150,15 @@ def simulate(
     overhead: Overhead = Overhead(),
     seed: int = 0,
     warmup_fraction: float = 0.0,
+    model_stretch: Sequence[tuple[float, float]] = (),
 ) -> SimResult:
     """Run the arrivals through the front end and the batcher; statistics skip the first `warmup_fraction`.
 
     `service` may hold one distribution per number of instances busy at once (index 0: one busy, ...):
     a batch draws from the one for the instances busy when it starts, itself included, so two instances
-    slow each other only while both compute. The last one serves any higher count.
+    slow each other only while both compute. The last one serves any higher count. `model_stretch[k-1]`
+    (core sharing, `cores.py`) is the slowdown of a batch with k instances busy while the event loop is
+    idle and while it is busy; the batch gets the mix for the share of its time the simulated loop is busy.
     """
     n = int(arrivals.size)
     if n == 0:
@@ -171,9 +175,11 @@ def simulate(
     by_busy += [by_busy[-1]] * (policy.instances - len(by_busy))
     tables = [st.table(policy.max_batch_size, _LEVELS) for st in by_busy]
     levels = rng.integers(0, _LEVELS, n).tolist()
-    started, done, batches, busy_s = _run_batcher(front.tolist(), tables, levels, policy, overhead.handoff_s)
-    jitter = rng.choice(np.asarray(overhead.jitter_s), n) if overhead.jitter_s else np.zeros(n)
     front_s = front - np.maximum(arrivals, np.concatenate(([-np.inf], front[:-1])))  # each one's loop time
+    loop = _LoopBusy(front - front_s, front_s) if model_stretch else None
+    started, done, batches, busy_s = _run_batcher(front.tolist(), tables, levels, policy, overhead.handoff_s,
+                                                  list(model_stretch), loop)
+    jitter = rng.choice(np.asarray(overhead.jitter_s), n) if overhead.jitter_s else np.zeros(n)
     return _summarise(arrivals, front_s, np.asarray(started), np.asarray(done), batches, busy_s, policy, overhead,
                       jitter, int(n * warmup_fraction))
 
@@ -211,9 +217,26 @@ def _summarise(
     )
 
 
+class _LoopBusy:
+    """How much of a time window the simulated event loop spends working (its busy periods are sorted)."""
+
+    def __init__(self, begins: FloatArray, lengths: FloatArray) -> None:
+        self.begins = begins.tolist()
+        self.lengths = lengths.tolist()
+        self.before = (np.cumsum(lengths) - lengths).tolist()  # busy time before each period
+
+    def worked(self, t: float) -> float:
+        """Busy time up to `t`."""
+        j = bisect_right(self.begins, t) - 1
+        return 0.0 if j < 0 else self.before[j] + min(t - self.begins[j], self.lengths[j])
+
+    def share(self, t0: float, t1: float) -> float:
+        return (self.worked(t1) - self.worked(t0)) / (t1 - t0) if t1 > t0 else 0.0
+
+
 def _run_batcher(
     arrivals: list[float], tables: list[list[list[float]]], levels: list[int], policy: BatchPolicy,
-    handoff: float = 0.0,
+    handoff: float = 0.0, model_stretch: list[tuple[float, float]] | None = None, loop: _LoopBusy | None = None,
 ) -> tuple[list[float], list[float], int, float]:
     """The event loop: batch start and completion per request (nan when dropped), batches, busy time."""
     n = len(arrivals)
@@ -265,6 +288,9 @@ def _run_batcher(
                 t = deadline
         running = sum(1 for f in free if f > t)  # the other instances still computing
         s = tables[running][size][levels[batches]]
+        if model_stretch and loop is not None:
+            idle, busy_loop = model_stretch[min(running, len(model_stretch) - 1)]
+            s *= idle + loop.share(t, t + s) * (busy_loop - idle)
         end = t + s
         for i in queue[head : head + size]:
             started[i] = t
