@@ -60,3 +60,14 @@ def test_only_requests_finding_the_loop_idle_pay_for_waking_it() -> None:
     # The loop's utilisation counts the wake-ups of the requests that find it idle.
     s = stretch(CpuDemand(cores=2, loop_s=0.001, wake_s=0.001), rate_rps=100.0, instance_busy=0.0, instances=1)
     assert s.loop_busy == pytest.approx(0.1 * (1 + (1 - s.loop_busy)))
+
+
+def test_a_batch_slows_for_the_share_of_its_time_the_simulated_loop_works() -> None:
+    arrivals = np.zeros(2)  # two at once: the loop parses the second while the first one's batch runs
+    front = Overhead(serial_s=0.010)
+    plain = simulate(arrivals, ServiceTimes.constant(0.010), BatchPolicy(), front)
+    shared = simulate(arrivals, ServiceTimes.constant(0.010), BatchPolicy(), front, model_stretch=((1.0, 2.0),))
+    assert plain.mean_latency_s == pytest.approx((0.020 + 0.030) / 2)
+    # First batch 0.010-0.030: the loop works all its (unstretched) 10 ms, so it runs 2x; the second starts at
+    # 0.030 with the loop idle.
+    assert shared.mean_latency_s == pytest.approx((0.030 + 0.040) / 2)
