@@ -98,15 +98,12 @@ def test_requests_finding_the_system_idle_pay_the_wake_up_penalty() -> None:
     assert busy.p50_s == pytest.approx(0.001)  # back to back: only the first request found it idle
 
 
-def test_jitter_spreads_latency_and_a_stall_holds_those_behind_it() -> None:
+def test_jitter_spreads_latency_without_queueing() -> None:
     jittery = Overhead(jitter_s=(-0.0005, 0.0, 0.0, 0.002))
     r = simulate(constant_arrivals(10.0, 4000), ServiceTimes.constant(0.001), BatchPolicy(), jittery)
     assert r.p50_s == pytest.approx(0.001)
     assert r.p99_s == pytest.approx(0.003)
-    assert r.mean_wait_s == pytest.approx(0.0)  # 100 ms apart: nobody is behind a 2 ms stall
-    stall = Overhead(jitter_s=(0.0,) * 199 + (0.010,))  # one request in 200 holds the loop 10 ms
-    busy = simulate(constant_arrivals(1000.0, 20_000), ServiceTimes.constant(0.0), BatchPolicy(), stall, seed=3)
-    assert busy.p99_s > 0.005  # at 1,000/s ten queue behind each stall: far more than 0.5% are late
+    assert r.mean_wait_s == pytest.approx(0.0)
 
 
 def test_instances_slow_each_other_only_while_both_compute() -> None:

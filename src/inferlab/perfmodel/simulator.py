@@ -64,9 +64,7 @@ class Overhead:
     (interpolated between measured gaps): an idle server and client sleep, and waking them costs up
     to a millisecond on a VM, which dominates sub-millisecond requests at low rates. Each request
     also draws one of `jitter_s` (the unloaded latency minus its median): the tail that scheduling,
-    garbage collection and other tenants add. A positive draw is time the request held the event loop
-    (a collection, a preemption), so requests behind it wait too; a negative one only shortens its own
-    latency. `handoff_s` holds an instance
+    allocation and other tenants add to every request, queue or no queue. `handoff_s` holds an instance
     after each batch (its requests' latency does not include it: the unloaded delay already does).
     """
 
@@ -135,14 +133,12 @@ def fifo_departures(arrivals: FloatArray, service: FloatArray) -> FloatArray:
     return departures
 
 
-def waking_fifo_departures(arrivals: FloatArray, serial_s: FloatArray | float, wake_s: float) -> FloatArray:
-    """A FIFO server whose service is `serial_s` (each request's, or one for all), plus `wake_s` when the request
-    finds it idle (a loop in Python)."""
+def waking_fifo_departures(arrivals: FloatArray, serial_s: float, wake_s: float) -> FloatArray:
+    """A FIFO server whose service is `serial_s`, plus `wake_s` when the request finds it idle (a loop in Python)."""
     out = np.empty(arrivals.size)
-    costs = np.broadcast_to(np.asarray(serial_s, dtype=np.float64), arrivals.shape).tolist()
     last = -np.inf
-    for i, (a, cost) in enumerate(zip(arrivals.tolist(), costs, strict=True)):
-        last = (a + cost + wake_s) if a >= last else (last + cost)
+    for i, a in enumerate(arrivals.tolist()):
+        last = (a + serial_s + wake_s) if a >= last else (last + serial_s)
         out[i] = last
     return out
 
@@ -168,13 +164,11 @@ def simulate(
     if n == 0:
         raise InvalidInput("simulate: need at least one arrival")
     rng = np.random.default_rng(seed)
-    jitter = rng.choice(np.asarray(overhead.jitter_s), n) if overhead.jitter_s else np.zeros(n)
-    loop_s = overhead.serial_s + np.maximum(jitter, 0.0)  # a slow request held the loop: those behind it wait
     front = arrivals
     if overhead.wake_s > 0:
-        front = waking_fifo_departures(arrivals, loop_s, overhead.wake_s)
-    elif loop_s.any():
-        front = fifo_departures(arrivals, loop_s)
+        front = waking_fifo_departures(arrivals, overhead.serial_s, overhead.wake_s)
+    elif overhead.serial_s > 0:
+        front = fifo_departures(arrivals, np.full(n, overhead.serial_s))
     by_busy = [service] if isinstance(service, ServiceTimes) else list(service)
     if not by_busy:
         raise InvalidInput("simulate: need at least one service-time distribution")
@@ -185,8 +179,9 @@ def simulate(
     loop = _LoopBusy(front - front_s, front_s) if model_stretch else None
     started, done, batches, busy_s = _run_batcher(front.tolist(), tables, levels, policy, overhead.handoff_s,
                                                   list(model_stretch), loop)
+    jitter = rng.choice(np.asarray(overhead.jitter_s), n) if overhead.jitter_s else np.zeros(n)
     return _summarise(arrivals, front_s, np.asarray(started), np.asarray(done), batches, busy_s, policy, overhead,
-                      np.minimum(jitter, 0.0), int(n * warmup_fraction))
+                      jitter, int(n * warmup_fraction))
 
 
 def _summarise(
