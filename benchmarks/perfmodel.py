@@ -17,6 +17,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,27 @@ def _busy_share(seconds: float) -> float:
     return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
 
 
+def drift(model: str, prof: Profile) -> float:
+    """How much slower the machine is now than when the profile was made: the model at batch 1, timed again.
+
+    This VM's speed wanders by tens of percent within minutes (other tenants on the host), so a profile
+    made a few minutes before a measurement may describe a different machine; each configuration's
+    predictions use the profile scaled by this ratio, so prediction and measurement see the same one.
+    """
+    now = record_service_times(MODELS / f"{FILES[model]}.onnx", model, (1,), ((1, 1),), seconds_per_point=0.6)
+    return float(np.median(now.service_s["1x1"][1]) / np.median(prof.service_s["1x1"][1]))
+
+
+def scaled(prof: Profile, ratio: float) -> Profile:
+    """Every measured time of the profile times `ratio` (a uniformly faster or slower machine)."""
+    service = {k: {b: tuple(x * ratio for x in v) for b, v in per.items()} for k, per in prof.service_s.items()}
+    overhead = {p: replace(o, serial_s=o.serial_s * ratio, delay_s=o.delay_s * ratio, wake_s=o.wake_s * ratio,
+                           client_cpu_s=o.client_cpu_s * ratio, handoff_s=o.handoff_s * ratio,
+                           latency_s=tuple(x * ratio for x in o.latency_s))
+                for p, o in prof.overhead.items()}
+    return Profile(prof.model, prof.inputs, service, overhead, prof.machine)
+
+
 def rel(pred: float, meas: float) -> str:
     return f"{(pred - meas) / meas * 100:+.0f}%" if meas > 0 else "n/a"
 
@@ -114,14 +136,16 @@ def run(models: list[str], protocol: str | None, quick: bool, config_filter: str
         for name, config in configs(model).items():
             if config_filter and config_filter not in name:
                 continue
-            capacity = predict(prof, config, 1.0, proto, requests=1000).capacity_rps
             with tempfile.TemporaryDirectory() as tmp:
                 repo = single_repository(Path(tmp), model, config)
                 with server_process(repo) as server:
                     url = server.url
                     busy = wait_for_quiet()
+                    ratio = drift(model, prof)
+                    here = scaled(prof, ratio)
+                    capacity = predict(here, config, 1.0, proto, requests=1000).capacity_rps
                     print(f"# {name}: other work used {busy * 100:.0f}% of the cores before; "
-                          f"load average {os.getloadavg()[0]:.2f}")
+                          f"load average {os.getloadavg()[0]:.2f}; machine {ratio:.2f}x as slow as when profiled")
                     conns = max(16, 2 * config.instances * max(1, config.max_batch_size))
                     measured_cap = measure_capacity(url, call, conns, 3 if quick else 6)
                     print(f"{model:13} {name:26} {'capacity':>8} {capacity:9.1f} {measured_cap:9.1f} "
@@ -129,7 +153,7 @@ def run(models: list[str], protocol: str | None, quick: bool, config_filter: str
                     for i, frac in enumerate(FRACTIONS):
                         rate = frac * capacity
                         n = int(min(max(300, rate * (4 if quick else 10)), 8000))
-                        pred = predict(prof, config, rate, proto, requests=20_000, seed=i).sim
+                        pred = predict(here, config, rate, proto, requests=20_000, seed=i).sim
                         meas = measure_open_loop(url, call, rate, n, seed=i)
                         print(f"{model:13} {name:26} {rate:8.1f} {pred.p50_s * 1e3:9.2f} {meas.p50_s * 1e3:9.2f} "
                               f"{rel(pred.p50_s, meas.p50_s):>6} {pred.p99_s * 1e3:9.2f} {meas.p99_s * 1e3:9.2f} "
@@ -139,7 +163,7 @@ def run(models: list[str], protocol: str | None, quick: bool, config_filter: str
 
 
 def main() -> None:
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]  # rows appear as they are measured
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # rows appear as they are measured
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="digits,mobilenet_v2")
     parser.add_argument("--configs", default=None, help="only configurations whose name contains this text")
