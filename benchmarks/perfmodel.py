@@ -93,23 +93,32 @@ def _busy_share(seconds: float) -> float:
     return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
 
 
-def drift(model: str, prof: Profile) -> float:
-    """How much slower the machine is now than when the profile was made: the model at batch 1, timed again.
+def drift(model: str, prof: Profile, config: ModelConfig) -> dict[str, float]:
+    """How much slower the machine is now than when the profile was made, per INSTANCESxTHREADS setting.
 
-    This VM's speed wanders by tens of percent within minutes (other tenants on the host), so a profile
-    made a few minutes before a measurement may describe a different machine; each configuration's
-    predictions use the profile scaled by this ratio, so prediction and measurement see the same one.
+    This VM's speed wanders by tens of percent within minutes (other tenants on the host), and so does
+    how much two instances slow each other, so a profile made a few minutes before a measurement may
+    describe a different machine. Each setting the configuration uses (1 to `instances` busy) is timed
+    again at the configuration's largest batch and at batch 1, and the configuration's predictions use
+    the profile scaled by those ratios (the server's overheads by the batch-1 one alone).
     """
-    now = record_service_times(MODELS / f"{FILES[model]}.onnx", model, (1,), ((1, 1),), seconds_per_point=0.6)
-    return float(np.median(now.service_s["1x1"][1]) / np.median(prof.service_s["1x1"][1]))
+    sizes = sorted({1, max(1, config.max_batch_size)})
+    settings = [(k, 1) for k in range(1, config.instances + 1)]
+    now = record_service_times(MODELS / f"{FILES[model]}.onnx", model, sizes, settings, seconds_per_point=0.6)
+    b = sizes[-1]
+    ratios = {key: float(np.median(per[b]) / np.median(prof.service_s[key][b])) for key, per in now.service_s.items()}
+    ratios["overhead"] = float(np.median(now.service_s["1x1"][1]) / np.median(prof.service_s["1x1"][1]))
+    return ratios
 
 
-def scaled(prof: Profile, ratio: float) -> Profile:
-    """Every measured time of the profile times `ratio` (a uniformly faster or slower machine)."""
-    service = {k: {b: tuple(x * ratio for x in v) for b, v in per.items()} for k, per in prof.service_s.items()}
-    overhead = {p: replace(o, serial_s=o.serial_s * ratio, delay_s=o.delay_s * ratio, wake_s=o.wake_s * ratio,
-                           client_cpu_s=o.client_cpu_s * ratio, handoff_s=o.handoff_s * ratio,
-                           latency_s=tuple(x * ratio for x in o.latency_s))
+def scaled(prof: Profile, ratios: dict[str, float]) -> Profile:
+    """The profile's times scaled per setting (service) and by `ratios["overhead"]` (the server's costs)."""
+    service = {k: {b: tuple(x * ratios.get(k, 1.0) for x in v) for b, v in per.items()}
+               for k, per in prof.service_s.items()}
+    r = ratios["overhead"]
+    overhead = {p: replace(o, serial_s=o.serial_s * r, delay_s=o.delay_s * r, wake_s=o.wake_s * r,
+                           client_cpu_s=o.client_cpu_s * r, handoff_s=o.handoff_s * r,
+                           latency_s=tuple(x * r for x in o.latency_s))
                 for p, o in prof.overhead.items()}
     return Profile(prof.model, prof.inputs, service, overhead, prof.machine)
 
@@ -141,11 +150,12 @@ def run(models: list[str], protocol: str | None, quick: bool, config_filter: str
                 with server_process(repo) as server:
                     url = server.url
                     busy = wait_for_quiet()
-                    ratio = drift(model, prof)
-                    here = scaled(prof, ratio)
+                    ratios = drift(model, prof, config)
+                    here = scaled(prof, ratios)
                     capacity = predict(here, config, 1.0, proto, requests=1000).capacity_rps
+                    slower = ", ".join(f"{k} {r:.2f}x" for k, r in ratios.items())
                     print(f"# {name}: other work used {busy * 100:.0f}% of the cores before; "
-                          f"load average {os.getloadavg()[0]:.2f}; machine {ratio:.2f}x as slow as when profiled")
+                          f"load average {os.getloadavg()[0]:.2f}; as slow as when profiled: {slower}")
                     conns = max(16, 2 * config.instances * max(1, config.max_batch_size))
                     measured_cap = measure_capacity(url, call, conns, 3 if quick else 6)
                     print(f"{model:13} {name:26} {'capacity':>8} {capacity:9.1f} {measured_cap:9.1f} "
