@@ -96,3 +96,12 @@ def test_a_client_on_this_machine_takes_its_share() -> None:
     remote = predict(prof, ModelConfig(instances=2), 200.0, requests=4000, client_on_host=False)
     assert here.capacity_rps < remote.capacity_rps
     assert here.sim.p99_s > remote.sim.p99_s
+
+
+def test_capacity_keeps_the_loop_wake_ups_seen_at_saturation() -> None:
+    """Saturated in the profile, half the requests still found the loop idle: capacity assumes no better."""
+    oh = ProtocolOverhead(serial_s=0.001, delay_s=0.0, wake_s=0.001, loop_busy=0.5)
+    prof = Profile("m", (), {"1x1": {1: (1e-6,)}}, {"v2-json": oh}, {"cpus": 2})
+    assert predict(prof, ModelConfig(), 100.0, requests=2000).capacity_rps == pytest.approx(1 / 0.0015, rel=1e-3)
+    again = Profile.from_json(prof.to_json())
+    assert again.overhead["v2-json"].loop_busy == 0.5 and again.overhead["v2-json"].wake_s == 0.001
