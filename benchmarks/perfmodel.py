@@ -12,10 +12,12 @@ the Poisson points open loop; both with inferlab.loadgen, latency timed from eac
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +36,8 @@ FILES = {"digits": "digits_mlp", "mobilenet_v2": "mobilenet_v2"}
 BATCH = {"digits": (16, 500), "mobilenet_v2": (8, 2000)}  # max_batch_size, max_queue_delay_us
 PROTOCOL = {"digits": "v2-json", "mobilenet_v2": "v2-binary"}  # mobilenet's JSON body is 3 MB of text
 FRACTIONS = (0.2, 0.4, 0.6, 0.8)
+QUIET_BUSY = 0.15  # wait (up to QUIET_WAIT_S) until other work uses at most this share of the cores
+QUIET_WAIT_S = 90.0
 
 
 def configs(model: str) -> dict[str, ModelConfig]:
@@ -49,6 +53,7 @@ def configs(model: str) -> dict[str, ModelConfig]:
 
 
 def profile_model(model: str, protocol: str, quick: bool) -> Profile:
+    wait_for_quiet()
     sizes = (1, 2, 4, 8, 16) if model == "digits" else (1, 2, 4, 8)
     prof = record_service_times(MODELS / f"{FILES[model]}.onnx", model, sizes, ((1, 1), (2, 1)),
                                 seconds_per_point=0.3 if quick else 1.0)
@@ -67,28 +72,90 @@ def single_repository(root: Path, model: str, config: ModelConfig) -> Path:
     return root
 
 
+def wait_for_quiet() -> float:
+    """The machine is shared: before measuring, wait a while for other tenants' bursts to pass.
+    Returns the share of the cores that was busy in the last second looked at."""
+    deadline = time.monotonic() + QUIET_WAIT_S
+    while True:
+        busy = _busy_share(1.0)
+        if busy <= QUIET_BUSY or time.monotonic() > deadline:
+            return busy
+        time.sleep(1.0)
+
+
+def _busy_share(seconds: float) -> float:
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+    total0, idle0 = sample()
+    time.sleep(seconds)
+    total1, idle1 = sample()
+    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
+
+
+def drift(model: str, prof: Profile, config: ModelConfig) -> dict[str, float]:
+    """How much slower the machine is now than when the profile was made, per INSTANCESxTHREADS setting.
+
+    This VM's speed wanders by tens of percent within minutes (other tenants on the host), and so does
+    how much two instances slow each other, so a profile made a few minutes before a measurement may
+    describe a different machine. Each setting the configuration uses (1 to `instances` busy) is timed
+    again at the configuration's largest batch and at batch 1, and the configuration's predictions use
+    the profile scaled by those ratios (the server's overheads by the batch-1 one alone).
+    """
+    sizes = sorted({1, max(1, config.max_batch_size)})
+    settings = [(k, 1) for k in range(1, config.instances + 1)]
+    now = record_service_times(MODELS / f"{FILES[model]}.onnx", model, sizes, settings, seconds_per_point=0.6)
+    b = sizes[-1]
+    ratios = {key: float(np.median(per[b]) / np.median(prof.service_s[key][b])) for key, per in now.service_s.items()}
+    ratios["overhead"] = float(np.median(now.service_s["1x1"][1]) / np.median(prof.service_s["1x1"][1]))
+    return ratios
+
+
+def scaled(prof: Profile, ratios: dict[str, float]) -> Profile:
+    """The profile's times scaled per setting (service) and by `ratios["overhead"]` (the server's costs)."""
+    service = {k: {b: tuple(x * ratios.get(k, 1.0) for x in v) for b, v in per.items()}
+               for k, per in prof.service_s.items()}
+    r = ratios["overhead"]
+    overhead = {p: replace(o, serial_s=o.serial_s * r, delay_s=o.delay_s * r, wake_s=o.wake_s * r,
+                           client_cpu_s=o.client_cpu_s * r, handoff_s=o.handoff_s * r,
+                           latency_s=tuple(x * r for x in o.latency_s))
+                for p, o in prof.overhead.items()}
+    return Profile(prof.model, prof.inputs, service, overhead, prof.machine)
+
+
 def rel(pred: float, meas: float) -> str:
     return f"{(pred - meas) / meas * 100:+.0f}%" if meas > 0 else "n/a"
 
 
-def run(models: list[str], protocol: str | None, quick: bool, config_filter: str | None) -> None:
+def run(models: list[str], protocol: str | None, quick: bool, config_filter: str | None,
+        profiles: Path | None) -> None:
     print(f"{'model':13} {'config':26} {'rate/s':>8} {'pred p50':>9} {'meas p50':>9} {'err':>6} "
           f"{'pred p99':>9} {'meas p99':>9} {'err':>6} {'fail':>5}")
     for model in models:
         proto = protocol or PROTOCOL[model]
-        prof = profile_model(model, proto, quick)
+        prof = Profile.load(profiles / f"{model}.profile.json") if profiles and (
+            profiles / f"{model}.profile.json").is_file() else profile_model(model, proto, quick)
+        if profiles:
+            prof.save(profiles / f"{model}.profile.json")
         oh = prof.overhead[proto]
         print(f"# {model} over {proto}: loop {oh.serial_s * 1e3:.3f} ms/req, delay {oh.delay_s * 1e3:.3f} ms, "
-              f"model b=1 {np.median(prof.service_s['1x1'][1]) * 1e3:.3f} ms")
+              f"client {oh.client_cpu_s * 1e3:.3f} ms/req, hand-off {oh.handoff_s * 1e3:.3f} ms/batch, "
+              f"model b=1 {np.median(prof.service_s['1x1'][1]) * 1e3:.3f} ms; load average {os.getloadavg()[0]:.2f}")
         call = encode_call(proto, model, prof.inputs)
         for name, config in configs(model).items():
             if config_filter and config_filter not in name:
                 continue
-            capacity = predict(prof, config, 1.0, proto, requests=1000).capacity_rps
             with tempfile.TemporaryDirectory() as tmp:
                 repo = single_repository(Path(tmp), model, config)
                 with server_process(repo) as server:
                     url = server.url
+                    busy = wait_for_quiet()
+                    ratios = drift(model, prof, config)
+                    here = scaled(prof, ratios)
+                    capacity = predict(here, config, 1.0, proto, requests=1000).capacity_rps
+                    slower = ", ".join(f"{k} {r:.2f}x" for k, r in ratios.items())
+                    print(f"# {name}: other work used {busy * 100:.0f}% of the cores before; "
+                          f"load average {os.getloadavg()[0]:.2f}; as slow as when profiled: {slower}")
                     conns = max(16, 2 * config.instances * max(1, config.max_batch_size))
                     measured_cap = measure_capacity(url, call, conns, 3 if quick else 6)
                     print(f"{model:13} {name:26} {'capacity':>8} {capacity:9.1f} {measured_cap:9.1f} "
@@ -96,7 +163,7 @@ def run(models: list[str], protocol: str | None, quick: bool, config_filter: str
                     for i, frac in enumerate(FRACTIONS):
                         rate = frac * capacity
                         n = int(min(max(300, rate * (4 if quick else 10)), 8000))
-                        pred = predict(prof, config, rate, proto, requests=20_000, seed=i).sim
+                        pred = predict(here, config, rate, proto, requests=20_000, seed=i).sim
                         meas = measure_open_loop(url, call, rate, n, seed=i)
                         print(f"{model:13} {name:26} {rate:8.1f} {pred.p50_s * 1e3:9.2f} {meas.p50_s * 1e3:9.2f} "
                               f"{rel(pred.p50_s, meas.p50_s):>6} {pred.p99_s * 1e3:9.2f} {meas.p99_s * 1e3:9.2f} "
@@ -106,14 +173,16 @@ def run(models: list[str], protocol: str | None, quick: bool, config_filter: str
 
 
 def main() -> None:
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]  # rows appear as they are measured
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # rows appear as they are measured
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="digits,mobilenet_v2")
     parser.add_argument("--configs", default=None, help="only configurations whose name contains this text")
     parser.add_argument("--protocol", choices=PROTOCOLS, default=None, help="default: JSON for digits, binary else")
     parser.add_argument("--quick", action="store_true", help="shorter profiles and runs")
+    parser.add_argument("--profiles", type=Path, default=None,
+                        help="a folder: reuse MODEL.profile.json from it if there, else record and save it there")
     args = parser.parse_args()
-    run([m.strip() for m in args.models.split(",")], args.protocol, args.quick, args.configs)
+    run([m.strip() for m in args.models.split(",")], args.protocol, args.quick, args.configs, args.profiles)
 
 
 if __name__ == "__main__":

@@ -74,11 +74,34 @@ def test_workers_split_the_load_and_the_instances() -> None:
     assert two_workers.sim.throughput_rps == pytest.approx(100.0, rel=0.1)
 
 
-def test_model_slows_down_with_the_loops_load() -> None:
-    oh = ProtocolOverhead(serial_s=0.001, delay_s=0.0, model_slowdown=2.0, loop_busy=0.5)
-    prof = Profile("m", (), {"1x1": {1: (0.002,)}}, {"v2-json": oh})
-    assert prof.model_slowdown("v2-json", 0.25) == pytest.approx(1.5)
-    assert prof.model_slowdown("v2-json", 0.9) == pytest.approx(2.0)
-    assert prof.model_slowdown("none", 0.9) == 1.0
-    p = predict(prof, ModelConfig(), 10.0, requests=2000)
-    assert p.capacity_rps == pytest.approx(1 / 0.004)  # at saturation the loop is as busy as when measured
+def test_the_loop_and_client_share_the_cores_with_two_instances() -> None:
+    """2 cores, two 10 ms instances, a 2 ms/request loop: the cores, not the instances alone, set the capacity."""
+    oh = ProtocolOverhead(serial_s=0.002, delay_s=0.0)
+    prof = Profile("m", (), {"1x1": {1: (0.010,)}, "2x1": {1: (0.010,)}}, {"v2-json": oh}, {"cpus": 2})
+    # At saturation both instances compute, so the loop runs 1.5x slower (3 threads, 2 cores): busy 0.003 s
+    # per request; a batch runs 1 + 0.003 rate / 2 times slower: rate * 0.010 * (1 + 0.0015 rate) / 2 = 1.
+    expected = (-0.005 + (0.005 ** 2 + 4 * 0.0000075) ** 0.5) / (2 * 0.0000075)
+    two = predict(prof, ModelConfig(instances=2), 100.0, requests=4000)
+    assert two.capacity_rps == pytest.approx(expected, rel=0.01)
+    assert two.capacity_rps < 2 / 0.012  # below what the cores could give if nothing waited for them
+    alone = predict(prof, ModelConfig(instances=2), 100.0, protocol="none", requests=4000)
+    assert alone.capacity_rps == pytest.approx(200.0)
+    assert two.sim.p50_s > alone.sim.p50_s + 0.002  # the loop's cost, and a slower model
+
+
+def test_a_client_on_this_machine_takes_its_share() -> None:
+    oh = ProtocolOverhead(serial_s=0.001, delay_s=0.0, client_cpu_s=0.002)
+    prof = Profile("m", (), {"1x1": {1: (0.004,)}, "2x1": {1: (0.004,)}}, {"v2-json": oh}, {"cpus": 2})
+    here = predict(prof, ModelConfig(instances=2), 200.0, requests=4000)
+    remote = predict(prof, ModelConfig(instances=2), 200.0, requests=4000, client_on_host=False)
+    assert here.capacity_rps < remote.capacity_rps
+    assert here.sim.p99_s > remote.sim.p99_s
+
+
+def test_capacity_keeps_the_loop_wake_ups_seen_at_saturation() -> None:
+    """Saturated in the profile, half the requests still found the loop idle: capacity assumes no better."""
+    oh = ProtocolOverhead(serial_s=0.001, delay_s=0.0, wake_s=0.001, loop_busy=0.5)
+    prof = Profile("m", (), {"1x1": {1: (1e-6,)}}, {"v2-json": oh}, {"cpus": 2})
+    assert predict(prof, ModelConfig(), 100.0, requests=2000).capacity_rps == pytest.approx(1 / 0.0015, rel=1e-3)
+    again = Profile.from_json(prof.to_json())
+    assert again.overhead["v2-json"].loop_busy == 0.5 and again.overhead["v2-json"].wake_s == 0.001

@@ -80,10 +80,12 @@ def profile(model: str, repository: Path | None, output: Path | None, batch_size
               help="Simulated requests per rate.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help=_WORKERS_HELP)
+@click.option("--remote-client", is_flag=True,
+              help="The clients run on other machines: their CPU does not share the server's cores.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def predict_cmd(profile_path: Path, config_path: Path | None, rate: float | None, rates: str | None,
                 arrivals: ArrivalKind, trace_path: Path | None, protocol: str, requests: int, seed: int,
-                workers: int, as_json: bool) -> None:
+                workers: int, remote_client: bool, as_json: bool) -> None:
     """Predict capacity, utilisation, queue length and latency percentiles for a config at given rates."""
     if (rate is None) == (rates is None):
         raise click.UsageError("give exactly one of --rate or --rates")
@@ -93,7 +95,8 @@ def predict_cmd(profile_path: Path, config_path: Path | None, rate: float | None
     prof = Profile.load(profile_path)
     config = ModelConfig.from_file(config_path) if config_path else ModelConfig()
     trace = np.loadtxt(trace_path, dtype=np.float64, ndmin=1) if trace_path else None
-    results = [predict(prof, config, r, protocol, arrivals, requests, seed, trace, workers) for r in rate_list]
+    results = [predict(prof, config, r, protocol, arrivals, requests, seed, trace, workers, not remote_client)
+               for r in rate_list]
     if as_json:
         click.echo(orjson.dumps([prediction_json(p) for p in results], option=orjson.OPT_INDENT_2).decode())
     else:
@@ -264,7 +267,8 @@ def _print_profile(console: Console, prof: Profile) -> None:
     console.print(table)
     for proto, oh in prof.overhead.items():
         console.print(f"{proto}: serial {oh.serial_s * 1e3:.3f} ms/request on the event loop, "
-                      f"delay {oh.delay_s * 1e3:.3f} ms, unloaded p50 {np.median(oh.latency_s) * 1e3:.3f} ms")
+                      f"delay {oh.delay_s * 1e3:.3f} ms, unloaded p50 {np.median(oh.latency_s) * 1e3:.3f} ms, "
+                      f"client CPU {oh.client_cpu_s * 1e3:.3f} ms/request, hand-off {oh.handoff_s * 1e3:.3f} ms/batch")
 
 
 def _record_profile(model_file: Path, name: str, sizes: list[int], pairs: list[tuple[int, int]],

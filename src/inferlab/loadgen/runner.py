@@ -25,7 +25,7 @@ from inferlab.loadgen.grpcv2 import GrpcSlot
 from inferlab.loadgen.http1 import Connection, Exchange, Link
 from inferlab.loadgen.plan import LoadPlan
 from inferlab.loadgen.preciseclock import PreciseTimer
-from inferlab.loadgen.recorder import Recorder, Window, WorkerResult
+from inferlab.loadgen.recorder import CHUNK, Recorder, Window, WorkerResult
 
 _WAKE_EARLY_S = 250e-6
 _SPIN_MIN_GAP_S = 2.5e-3  # spinning <= 0.25 ms per >= 2.5 ms gap costs at most a tenth of a core
@@ -262,9 +262,7 @@ class Driver:
             kind = "timeout" if isinstance(exc, TimeoutError) else "connect"
             ex.fail(kind, _describe(exc, target.host, target.port))
             ex.connect_start = 0.0
-            self.recorder.pending.append(ex)
-            self.in_flight -= 1
-            self._after(None, ex)
+            self._finished(None, ex)
             return
         self.opening -= 1
         ex.connect_end = perf_counter()
@@ -273,20 +271,24 @@ class Driver:
         self._send(conn, ex)
 
     def _on_complete(self, conn: Link, ex: Exchange) -> None:
-        self.recorder.pending.append(ex)
-        self.in_flight -= 1
-        self._after(conn, ex)
+        self._finished(conn, ex)
 
     def _on_lost(self, conn: Link, ex: Exchange | None) -> None:
         self.conns.discard(conn)
         self._links.discard(conn)
         if conn in self.idle:
             self.idle.remove(conn)
-        if ex is None:
-            return
-        self.recorder.pending.append(ex)
+        if ex is not None:
+            self._finished(None, ex)
+
+    def _finished(self, conn: Link | None, ex: Exchange) -> None:
+        """Hand the next piece of work out first, then record a full chunk (which holds the loop a while)."""
+        recorder = self.recorder
+        recorder.pending.append(ex)
         self.in_flight -= 1
-        self._after(None, ex)
+        self._after(conn, ex)
+        if len(recorder.pending) >= CHUNK:
+            recorder.record()
 
     def _after(self, conn: Link | None, ex: Exchange) -> None:
         """A request finished (or failed): give its user or its connection the next piece of work."""

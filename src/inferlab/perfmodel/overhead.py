@@ -43,7 +43,6 @@ from inferlab.tensors import TensorSpec
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 _SATURATING_CONNECTIONS = 16
 _IDLE_GAPS_S = (0.0, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.02, 0.1)
-_LOOP_BOUND = 0.8  # loop CPU share of the time per request above which the loop is the bottleneck
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,34 +122,41 @@ def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, sec
     """Closed-loop runs with inferlab.loadgen (a lean client, so it measures the server).
 
     One connection gives the unloaded latency back to back, and again after idle gaps from 0.25 to
-    100 ms (the wake-up penalty curve). Then 16 connections saturate the server (one instance, no
-    batching). If the event loop is then nearly always on a core (its CPU time per request from /proc
-    is most of the time per request), the loop is the bottleneck and 1/throughput is its effective
-    cost per request, contention included; otherwise its CPU time per request is. The server's own
-    Server-Timing `infer` span under that load, over the model's time alone, is how much the loop and
-    the client slow the model down when both are busy.
+    100 ms (the wake-up penalty curve). The event loop's CPU time per request (its thread's, from
+    /proc) is measured twice: with one connection, where every request finds the loop idle, and with
+    16 connections saturating the server (one instance, no batching), where most find it busy; the
+    difference, over the loaded loop's utilisation, is what waking the loop costs (`wake_s`), the rest
+    is `serial_s`. The load generator's CPU per request there is `client_cpu_s`, and unless the loop
+    is the busier station, the time per request beyond the model's own (the server's Server-Timing
+    `infer` span) is the instance's hand-off between batches, `handoff_s`.
     """
     url = server.url
     _closed(url, call, 1, requests=10)  # warm-up: connections, first-call allocations
     round_s = sum(_IDLE_GAPS_S) + len(_IDLE_GAPS_S) * 3 * max(model_s, 1e-3)  # one request per gap
     per_gap = max(5, min(40, int(seconds / 4 / round_s)))
     penalties = [_latencies(_closed(url, call, 1, requests=per_gap, think_s=gap)) for gap in _IDLE_GAPS_S[1:]]
-    latencies = _latencies(_closed(url, call, 1, duration_s=seconds / 4))
     cpu0 = _main_thread_cpu_s(server.pid)
+    latencies = _latencies(_closed(url, call, 1, duration_s=seconds / 4))  # each request wakes the idle loop
+    cpu1 = _main_thread_cpu_s(server.pid)
     loaded = _closed(url, call, _SATURATING_CONNECTIONS, duration_s=seconds / 2)
-    cpu_s = (_main_thread_cpu_s(server.pid) - cpu0) / max(1, loaded.counts.requests)
+    requests = max(1, loaded.counts.requests)
+    woken_s = (cpu1 - cpu0) / max(1, latencies.size)
+    cpu_s = (_main_thread_cpu_s(server.pid) - cpu1) / requests
     per_request_s = 1.0 / loaded.ok_per_s
-    loop_busy = min(1.0, cpu_s / per_request_s)
-    serial = per_request_s if loop_busy >= _LOOP_BOUND else cpu_s
+    busy = min(1.0, cpu_s / per_request_s)
+    # Alone a request costs serial + wake; loaded, serial + wake x (share of requests finding the loop idle).
+    wake = min(woken_s, max(0.0, (woken_s - cpu_s) / max(busy, 1e-9)))
+    infer_s = loaded.server_timing["infer"].mean_ms / 1e3 if "infer" in loaded.server_timing else 0.0
+    instance_bound = infer_s > cpu_s  # the instance, not the loop, is the busier station
+    handoff = max(0.0, per_request_s - infer_s) if instance_bound else 0.0
     warm = float(np.median(latencies))
     total = max(0.0, warm - model_s)
-    serial = min(total, serial)
+    serial = max(0.0, min(total - wake, cpu_s - wake * (1.0 - busy)))
     curve = np.maximum.accumulate([0.0, *(max(0.0, float(np.median(lat)) - warm) for lat in penalties)])
-    infer = loaded.server_timing.get("infer")
-    slowdown = max(1.0, infer.mean_ms / 1e3 / model_s) if infer and model_s > 0 else 1.0
-    return ProtocolOverhead(serial_s=serial, delay_s=total - serial, latency_s=tuple(latencies.tolist()),
-                            idle_gap_s=_IDLE_GAPS_S, idle_penalty_s=tuple(curve.tolist()),
-                            model_slowdown=slowdown, loop_busy=loop_busy)
+    return ProtocolOverhead(serial_s=serial, delay_s=max(0.0, total - serial - wake),
+                            latency_s=tuple(latencies.tolist()), idle_gap_s=_IDLE_GAPS_S,
+                            idle_penalty_s=tuple(curve.tolist()), client_cpu_s=loaded.self_check.cpu_seconds / requests,
+                            handoff_s=handoff, wake_s=wake, loop_busy=busy)
 
 
 def target_for(url: str, call: InferCall) -> Target:
@@ -176,9 +182,13 @@ def _latencies(result: RunResult) -> npt.NDArray[np.float64]:
 
 
 def _main_thread_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of the process's main thread (the event loop), from /proc."""
-    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS_PER_S
+    """CPU seconds of the process's main thread (the event loop), from /proc: nanoseconds from schedstat
+    where the kernel keeps it (the clock ticks of stat are 10 ms, too coarse for a short run)."""
+    try:
+        return int(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICKS_PER_S
 
 
 def _free_port() -> int:

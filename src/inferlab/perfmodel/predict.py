@@ -8,6 +8,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from inferlab.config import ModelConfig
 from inferlab.errors import InvalidInput
+from inferlab.perfmodel.cores import CpuDemand, Stretch, stretch
 from inferlab.perfmodel.profile import Profile
 from inferlab.perfmodel.queueing import batch_bound, md1, mgc
 from inferlab.perfmodel.service import FloatArray, ServiceTimes
@@ -29,6 +31,9 @@ from inferlab.perfmodel.simulator import (
 )
 
 ArrivalKind = Literal["poisson", "constant", "trace"]
+
+_SHARING_ROUNDS = 2  # instance utilisation -> slowdowns -> utilisation: two rounds settle it
+_PROBE_REQUESTS = 4000
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +65,46 @@ def policy_from_config(config: ModelConfig) -> BatchPolicy:
     )
 
 
-def capacity_rps(service: ServiceTimes, policy: BatchPolicy, overhead: Overhead) -> float:
-    """Most requests per second the configuration sustains: the slower of the front end and the instances."""
-    model = max(policy.instances * b / service.mean(b) for b in range(1, policy.max_batch_size + 1))
-    return min(model, 1.0 / overhead.serial_s) if overhead.serial_s > 0 else model
+def capacity_rps(service: ServiceTimes | Sequence[ServiceTimes], policy: BatchPolicy, overhead: Overhead,
+                 demand: CpuDemand | None = None) -> float:
+    """Most requests per second one worker sustains: the rate at which the instances or the event loop is
+    always busy, whichever comes first, with the cores shared as they would be at that rate.
+
+    At saturation the queue always holds a full batch, so the instances run batches of `max_batch_size`,
+    all of them at once (the last of `service`, by instances busy), each followed by its hand-off; the
+    loop wakes for as many requests as it did when the profile saturated it (no fewer).
+    """
+    by_busy = [service] if isinstance(service, ServiceTimes) else list(service)
+    full = by_busy[min(len(by_busy), policy.instances) - 1]
+    b = policy.max_batch_size
+    batch_s = full.mean(b)
+    loop_s = overhead.serial_s + overhead.wake_s * (1.0 - (demand.saturated_busy if demand else 1.0))
+
+    def load(rate: float) -> float:
+        """The busier of the instances and the loop at `rate` (> 1: more than they can do)."""
+        model_factor, loop_factor, busy = 1.0, 1.0, 1.0
+        for _ in range(_SHARING_ROUNDS if demand is not None else 1):
+            if demand is not None:
+                share = stretch(demand, rate, busy, policy.instances)
+                model_factor, loop_factor = share.model[-1], share.loop
+            busy = rate * (batch_s * model_factor + overhead.handoff_s) / (policy.instances * b)
+        return max(busy, rate * loop_s * loop_factor)
+
+    hi = 1.0 / max(load(1.0), 1e-12)  # without sharing the load grows linearly; sharing only slows things
+    if demand is None:
+        return hi
+    lo = 0.0
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if load(mid) <= 1.0 else (lo, mid)
+    return lo
+
+
+def capacity_for(profile: Profile, config: ModelConfig, protocol: str = "v2-json", workers: int = 1,
+                 client_on_host: bool = True) -> float:
+    """`capacity_rps` for a configuration, over all `workers`."""
+    service, policy, overhead, demand = _setup(profile, config, protocol, workers, client_on_host)
+    return capacity_rps(service, policy, overhead, demand) * workers
 
 
 def predict(
@@ -76,46 +117,74 @@ def predict(
     seed: int = 0,
     trace_s: FloatArray | None = None,
     workers: int = 1,
+    client_on_host: bool = True,
 ) -> Prediction:
     """Simulate `requests` arrivals at `rate_rps` (a trace is rescaled to that mean rate) and cross-check.
 
-    The model's times are stretched by the slowdown measured in the server, in proportion to how busy
-    the event loop will be at this rate (`Profile.model_slowdown`); the capacity uses the slowdown at
-    saturation. With `workers` server processes (`inferlab serve --workers`), each runs its own front
-    end and batcher with ceil(instances / workers) instances and gets an equal random share of the
-    requests, so one worker is simulated at rate / workers and the totals are scaled back up.
+    The cores are shared (`cores.py`): the model's times and the loop's cost per request are stretched
+    by the slowdowns expected at this rate, which depend on how busy the instances are, so a short
+    simulation finds that first (two rounds), then the full one runs. The client's CPU counts unless
+    `client_on_host` is False. With `workers` server processes (`inferlab serve --workers`), each runs
+    its own front end and batcher with ceil(instances / workers) instances and gets an equal random
+    share of the requests, so one worker is simulated at rate / workers and the totals are scaled back up.
     """
+    service, policy, overhead, demand = _setup(profile, config, protocol, workers, client_on_host)
+    capacity = capacity_rps(service, policy, overhead, demand) * workers
+    if demand is not None:
+        busy = 0.0
+        for _ in range(_SHARING_ROUNDS):
+            share = stretch(demand, rate_rps / workers, busy, policy.instances)
+            probe = predict_with(service, _loop_shared(overhead, share), policy, rate_rps, arrivals,
+                                 min(requests, _PROBE_REQUESTS), seed, trace_s, workers, share)
+            busy = probe.sim.utilisation
+        share = stretch(demand, rate_rps / workers, busy, policy.instances)
+        p = predict_with(service, _loop_shared(overhead, share), policy, rate_rps, arrivals, requests, seed, trace_s,
+                         workers, share)
+    else:
+        p = predict_with(service, overhead, policy, rate_rps, arrivals, requests, seed, trace_s, workers)
+    return replace(p, capacity_rps=capacity)
+
+
+def _setup(profile: Profile, config: ModelConfig, protocol: str, workers: int, client_on_host: bool
+           ) -> tuple[list[ServiceTimes], BatchPolicy, Overhead, CpuDemand | None]:
     per_worker = -(-config.instances // workers)
-    service = profile.service_times_by_busy(per_worker, workers, config.runtime.intra_op_threads)
+    threads = config.runtime.intra_op_threads
+    service = profile.service_times_by_busy(per_worker, workers, threads)
     policy = replace(policy_from_config(config), instances=per_worker)
-    overhead = profile.overhead_for(protocol)
-    slowdown = profile.model_slowdown(protocol, rate_rps / workers * overhead.serial_s)
-    p = predict_with([st.scaled(slowdown) for st in service], overhead, policy, rate_rps, arrivals, requests,
-                     seed, trace_s, workers)
-    at_capacity = profile.model_slowdown(protocol, capacity_rps(service[-1], policy, overhead) * overhead.serial_s)
-    return replace(p, capacity_rps=capacity_rps(service[-1].scaled(at_capacity), policy, overhead) * workers)
+    demand = profile.cpu_demand(protocol, threads, workers, client_on_host)
+    return service, policy, profile.overhead_for(protocol), demand
+
+
+def _loop_shared(overhead: Overhead, share: Stretch) -> Overhead:
+    """The loop's cost stretched by its expected core sharing."""
+    return replace(overhead, serial_s=overhead.serial_s * share.loop, wake_s=overhead.wake_s * share.loop)
 
 
 def predict_with(
     service: list[ServiceTimes], overhead: Overhead, policy: BatchPolicy, rate_rps: float,
     arrivals: ArrivalKind = "poisson", requests: int = 50_000, seed: int = 0, trace_s: FloatArray | None = None,
-    workers: int = 1,
+    workers: int = 1, share: Stretch | None = None,
 ) -> Prediction:
-    """`predict` for already chosen service distributions (by instances busy), overhead and per-worker policy."""
+    """`predict` for already chosen service distributions (by instances busy), overhead and per-worker policy;
+    with `share`, each batch runs slower by the core sharing for the instances busy and how busy the
+    simulated loop is while it runs (`Stretch.model_by_loop`)."""
     if workers < 1:
         raise InvalidInput(f"workers {workers} is not >= 1")
     times = _arrivals(arrivals, rate_rps, requests * workers, seed, trace_s)
     if workers > 1:  # one worker's share: a random thinning of a Poisson stream is Poisson at rate / workers
-        share = np.random.default_rng(seed + 2).integers(0, workers, times.size) == 0 if arrivals == "poisson" \
+        mine = np.random.default_rng(seed + 2).integers(0, workers, times.size) == 0 if arrivals == "poisson" \
             else np.arange(times.size) % workers == 0
-        times = times[share]
-    sim = simulate(times, service, policy, overhead, seed=seed + 1, warmup_fraction=0.05)
+        times = times[mine]
+    sim = simulate(times, service, policy, overhead, seed=seed + 1, warmup_fraction=0.05,
+                   model_stretch=share.model_by_loop if share else ())
     if workers > 1:
         sim = replace(sim, offered_rps=sim.offered_rps * workers, throughput_rps=sim.throughput_rps * workers,
                       mean_queue_length=sim.mean_queue_length * workers, completed=sim.completed * workers,
                       dropped=sim.dropped * workers)
+    if share is not None:
+        service = [st.scaled(f) for st, f in zip(service, share.model, strict=True)]
     closed, b = _closed_form(service[-1], policy, overhead, rate_rps / workers)
-    return Prediction(rate_rps, capacity_rps(service[-1], policy, overhead) * workers, policy, sim, closed, b, workers)
+    return Prediction(rate_rps, capacity_rps(service, policy, overhead) * workers, policy, sim, closed, b, workers)
 
 
 def _closed_form(service: ServiceTimes, policy: BatchPolicy, overhead: Overhead, rate: float) -> tuple[float, int]:

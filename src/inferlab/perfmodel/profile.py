@@ -32,6 +32,7 @@ import orjson
 
 from inferlab.config import ModelConfig, RuntimeOptions
 from inferlab.errors import InvalidInput
+from inferlab.perfmodel.cores import CpuDemand
 from inferlab.perfmodel.service import ServiceTimes
 from inferlab.perfmodel.simulator import Overhead
 from inferlab.repository.store import MODEL_FILE
@@ -56,8 +57,10 @@ class ProtocolOverhead:
     `delay_s` is the rest of the unloaded latency beyond the model (client, kernel, loopback), which
     adds to every request but does not queue. `idle_penalty_s[k]` is the extra latency of a request
     sent after the system sat idle for `idle_gap_s[k]`. `latency_s` keeps the raw back-to-back samples.
-    The model runs `model_slowdown` times slower in the server when the loop is as busy as `loop_busy`
-    (they share the cores; predictions scale the slowdown with the loop's predicted utilisation).
+    A request that finds the loop idle costs it `wake_s` more (waking it, one epoll round per request;
+    requests that arrive while it works share one). `client_cpu_s` is the load generator's CPU per
+    request (it shares the cores when it runs on this machine); `handoff_s` is how long an instance sat
+    idle per batch with requests waiting (results back through the loop, the next batch from it).
     """
 
     serial_s: float
@@ -65,12 +68,15 @@ class ProtocolOverhead:
     latency_s: tuple[float, ...] = ()
     idle_gap_s: tuple[float, ...] = ()
     idle_penalty_s: tuple[float, ...] = ()
-    model_slowdown: float = 1.0  # in-server model time under saturation / model time alone
-    loop_busy: float = 1.0  # the event loop's CPU share of the time per request under saturation
+    client_cpu_s: float = 0.0
+    handoff_s: float = 0.0
+    wake_s: float = 0.0
+    loop_busy: float = 1.0  # the loop's utilisation when 16 connections saturated the server
 
     def as_overhead(self) -> Overhead:
         jitter = np.asarray(self.latency_s) - float(np.median(self.latency_s)) if self.latency_s else np.zeros(0)
-        return Overhead(self.serial_s, self.delay_s, self.idle_gap_s, self.idle_penalty_s, tuple(jitter.tolist()))
+        return Overhead(self.serial_s, self.delay_s, self.wake_s, self.idle_gap_s, self.idle_penalty_s,
+                        tuple(jitter.tolist()), self.handoff_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +113,15 @@ class Profile:
         return [self.service_times(k * workers, threads) if setting_key(k * workers, threads) in self.service_s
                 else full for k in range(1, instances)] + [full]
 
-    def model_slowdown(self, protocol: str, loop_utilisation: float) -> float:
-        """How much slower the model runs in the server with its loop this busy (1 with no measurement)."""
+    def cpu_demand(self, protocol: str, threads: int = 1, workers: int = 1, client_on_host: bool = True
+                   ) -> CpuDemand | None:
+        """Who shares the cores with the model (None without a server measurement: no sharing modelled)."""
         entry = self.overhead.get(protocol)
-        if entry is None or entry.model_slowdown <= 1.0:
-            return 1.0
-        return 1.0 + (entry.model_slowdown - 1.0) * min(1.0, loop_utilisation / max(entry.loop_busy, 1e-9))
+        if entry is None:
+            return None
+        cores = int(self.machine.get("cpus") or os.cpu_count() or 1)
+        return CpuDemand(cores, entry.serial_s, entry.client_cpu_s if client_on_host else 0.0, threads, workers,
+                         entry.wake_s, entry.loop_busy)
 
     def overhead_for(self, protocol: str) -> Overhead:
         """The protocol's overhead, or none when the profile skipped the server (in-process predictions)."""
@@ -128,7 +137,8 @@ class Profile:
             "overhead": {
                 p: {"serial_s": o.serial_s, "delay_s": o.delay_s, "latency_s": list(o.latency_s),
                     "idle_gap_s": list(o.idle_gap_s), "idle_penalty_s": list(o.idle_penalty_s),
-                    "model_slowdown": o.model_slowdown, "loop_busy": o.loop_busy}
+                    "client_cpu_s": o.client_cpu_s, "handoff_s": o.handoff_s, "wake_s": o.wake_s,
+                    "loop_busy": o.loop_busy}
                 for p, o in self.overhead.items()
             },
             "machine": self.machine,
@@ -149,7 +159,8 @@ class Profile:
                 overhead={
                     p: ProtocolOverhead(float(o["serial_s"]), float(o["delay_s"]), tuple(o.get("latency_s", ())),
                                         tuple(o.get("idle_gap_s", ())), tuple(o.get("idle_penalty_s", ())),
-                                        float(o.get("model_slowdown", 1.0)), float(o.get("loop_busy", 1.0)))
+                                        float(o.get("client_cpu_s", 0.0)), float(o.get("handoff_s", 0.0)),
+                                        float(o.get("wake_s", 0.0)), float(o.get("loop_busy", 1.0)))
                     for p, o in raw.get("overhead", {}).items()
                 },
                 machine=dict(raw.get("machine", {})),

@@ -3,14 +3,18 @@
 The model mirrors the server's policy, so its predictions can be checked against a real run:
 
 * the front end (HTTP parsing, JSON decode/encode on the event loop) is one FIFO server whose
-  per-request cost is `Overhead.serial_s`, plus a pure delay `Overhead.delay_s` nobody queues for,
-  plus a wake-up penalty for requests that find the system idle;
+  per-request cost is `Overhead.serial_s`, plus `Overhead.wake_s` for a request that finds the loop
+  idle (it wakes the loop alone; requests that arrive while it works share a wake-up), plus a pure
+  delay `Overhead.delay_s` nobody queues for, plus a wake-up penalty for requests that find the
+  whole system idle;
 * the queue admits a request unless `max_queue_size` requests already wait (then it is dropped);
 * when an instance is free the batcher sends a batch as soon as `max_batch_size` requests wait, or a
   preferred size is reached (the largest preferred size that fits), or the oldest request has waited
   `max_queue_delay_s`; without batching every request is its own batch;
 * a batch of b requests occupies one of `instances` instances for a service time drawn from the
-  measured distribution for size b (`ServiceTimes`).
+  measured distribution for size b (`ServiceTimes`), plus `Overhead.handoff_s` after it in which the
+  instance cannot start another batch (results go back through the event loop, the next batch comes
+  from it).
 
 The front end is a Lindley recursion, vectorised with numpy; the batcher is an event loop over plain
 Python lists (no numpy scalars in the loop), so 100k requests take well under a second.
@@ -25,6 +29,7 @@ Example::
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -59,14 +64,17 @@ class Overhead:
     (interpolated between measured gaps): an idle server and client sleep, and waking them costs up
     to a millisecond on a VM, which dominates sub-millisecond requests at low rates. Each request
     also draws one of `jitter_s` (the unloaded latency minus its median): the tail that scheduling,
-    allocation and other tenants add to every request, queue or no queue.
+    allocation and other tenants add to every request, queue or no queue. `handoff_s` holds an instance
+    after each batch (its requests' latency does not include it: the unloaded delay already does).
     """
 
     serial_s: float = 0.0
     delay_s: float = 0.0
+    wake_s: float = 0.0  # extra event-loop time for a request that finds the loop idle
     idle_gap_s: tuple[float, ...] = ()
     idle_penalty_s: tuple[float, ...] = ()
     jitter_s: tuple[float, ...] = ()  # measured spread of the unloaded latency around its median
+    handoff_s: float = 0.0
 
     def penalty(self, idle_s: FloatArray) -> FloatArray | float:
         if not self.idle_gap_s:
@@ -125,6 +133,16 @@ def fifo_departures(arrivals: FloatArray, service: FloatArray) -> FloatArray:
     return departures
 
 
+def waking_fifo_departures(arrivals: FloatArray, serial_s: float, wake_s: float) -> FloatArray:
+    """A FIFO server whose service is `serial_s`, plus `wake_s` when the request finds it idle (a loop in Python)."""
+    out = np.empty(arrivals.size)
+    last = -np.inf
+    for i, a in enumerate(arrivals.tolist()):
+        last = (a + serial_s + wake_s) if a >= last else (last + serial_s)
+        out[i] = last
+    return out
+
+
 def simulate(
     arrivals: FloatArray,
     service: ServiceTimes | Sequence[ServiceTimes],
@@ -132,19 +150,24 @@ def simulate(
     overhead: Overhead = Overhead(),
     seed: int = 0,
     warmup_fraction: float = 0.0,
+    model_stretch: Sequence[tuple[float, float]] = (),
 ) -> SimResult:
     """Run the arrivals through the front end and the batcher; statistics skip the first `warmup_fraction`.
 
     `service` may hold one distribution per number of instances busy at once (index 0: one busy, ...):
     a batch draws from the one for the instances busy when it starts, itself included, so two instances
-    slow each other only while both compute. The last one serves any higher count.
+    slow each other only while both compute. The last one serves any higher count. `model_stretch[k-1]`
+    (core sharing, `cores.py`) is the slowdown of a batch with k instances busy while the event loop is
+    idle and while it is busy; the batch gets the mix for the share of its time the simulated loop is busy.
     """
     n = int(arrivals.size)
     if n == 0:
         raise InvalidInput("simulate: need at least one arrival")
     rng = np.random.default_rng(seed)
     front = arrivals
-    if overhead.serial_s > 0:
+    if overhead.wake_s > 0:
+        front = waking_fifo_departures(arrivals, overhead.serial_s, overhead.wake_s)
+    elif overhead.serial_s > 0:
         front = fifo_departures(arrivals, np.full(n, overhead.serial_s))
     by_busy = [service] if isinstance(service, ServiceTimes) else list(service)
     if not by_busy:
@@ -152,14 +175,17 @@ def simulate(
     by_busy += [by_busy[-1]] * (policy.instances - len(by_busy))
     tables = [st.table(policy.max_batch_size, _LEVELS) for st in by_busy]
     levels = rng.integers(0, _LEVELS, n).tolist()
-    started, done, batches, busy_s = _run_batcher(front.tolist(), tables, levels, policy)
+    front_s = front - np.maximum(arrivals, np.concatenate(([-np.inf], front[:-1])))  # each one's loop time
+    loop = _LoopBusy(front - front_s, front_s) if model_stretch else None
+    started, done, batches, busy_s = _run_batcher(front.tolist(), tables, levels, policy, overhead.handoff_s,
+                                                  list(model_stretch), loop)
     jitter = rng.choice(np.asarray(overhead.jitter_s), n) if overhead.jitter_s else np.zeros(n)
-    return _summarise(arrivals, np.asarray(started), np.asarray(done), batches, busy_s, policy, overhead,
+    return _summarise(arrivals, front_s, np.asarray(started), np.asarray(done), batches, busy_s, policy, overhead,
                       jitter, int(n * warmup_fraction))
 
 
 def _summarise(
-    arrivals: FloatArray, started: FloatArray, done: FloatArray, batches: int, busy_s: float,
+    arrivals: FloatArray, front_s: FloatArray, started: FloatArray, done: FloatArray, batches: int, busy_s: float,
     policy: BatchPolicy, overhead: Overhead, jitter: FloatArray, skip: int,
 ) -> SimResult:
     """Statistics from per-request times; the queue length is the time average, by Little's law."""
@@ -170,7 +196,7 @@ def _summarise(
     ended = np.fmax.accumulate(np.concatenate(([-np.inf], done[:-1])))  # last completion before each arrival
     idle = np.maximum(arrivals - ended, 0.0)[skip:]  # how long the whole system sat empty before it
     latency = np.maximum(d[ok] - a[ok] + overhead.delay_s + overhead.penalty(idle[ok]) + jitter[skip:][ok], 0.0)
-    wait = s[ok] - a[ok] - overhead.serial_s  # time spent queued, front end or batcher
+    wait = s[ok] - a[ok] - front_s[skip:][ok]  # time spent queued, front end or batcher
     window = float(d[ok].max() - a[0]) if ok.any() else 0.0
     completed = int(ok.sum())
     pct = np.percentile(latency, [50, 95, 99]) if completed else np.full(3, np.nan)
@@ -178,7 +204,7 @@ def _summarise(
         offered_rps=(a.size - 1) / float(a[-1] - a[0]) if a.size > 1 and a[-1] > a[0] else 0.0,
         throughput_rps=int(ok_all.sum()) / span if span > 0 else 0.0,
         utilisation=min(1.0, busy_s / (policy.instances * span)) if span > 0 else 0.0,
-        front_utilisation=min(1.0, overhead.serial_s * arrivals.size / span) if span > 0 else 0.0,
+        front_utilisation=min(1.0, float(front_s.sum()) / span) if span > 0 else 0.0,
         mean_queue_length=float(wait.sum()) / window if window > 0 else 0.0,
         mean_wait_s=float(wait.mean()) if completed else float("nan"),
         mean_latency_s=float(latency.mean()) if completed else float("nan"),
@@ -191,8 +217,26 @@ def _summarise(
     )
 
 
+class _LoopBusy:
+    """How much of a time window the simulated event loop spends working (its busy periods are sorted)."""
+
+    def __init__(self, begins: FloatArray, lengths: FloatArray) -> None:
+        self.begins = begins.tolist()
+        self.lengths = lengths.tolist()
+        self.before = (np.cumsum(lengths) - lengths).tolist()  # busy time before each period
+
+    def worked(self, t: float) -> float:
+        """Busy time up to `t`."""
+        j = bisect_right(self.begins, t) - 1
+        return 0.0 if j < 0 else self.before[j] + min(t - self.begins[j], self.lengths[j])
+
+    def share(self, t0: float, t1: float) -> float:
+        return (self.worked(t1) - self.worked(t0)) / (t1 - t0) if t1 > t0 else 0.0
+
+
 def _run_batcher(
-    arrivals: list[float], tables: list[list[list[float]]], levels: list[int], policy: BatchPolicy
+    arrivals: list[float], tables: list[list[list[float]]], levels: list[int], policy: BatchPolicy,
+    handoff: float = 0.0, model_stretch: list[tuple[float, float]] | None = None, loop: _LoopBusy | None = None,
 ) -> tuple[list[float], list[float], int, float]:
     """The event loop: batch start and completion per request (nan when dropped), batches, busy time."""
     n = len(arrivals)
@@ -244,15 +288,18 @@ def _run_batcher(
                 t = deadline
         running = sum(1 for f in free if f > t)  # the other instances still computing
         s = tables[running][size][levels[batches]]
+        if model_stretch and loop is not None:
+            idle, busy_loop = model_stretch[min(running, len(model_stretch) - 1)]
+            s *= idle + loop.share(t, t + s) * (busy_loop - idle)
         end = t + s
         for i in queue[head : head + size]:
             started[i] = t
             done[i] = end
         head += size
         batches += 1
-        busy += s
+        busy += s + handoff
         last = t
-        heapq.heappush(free, end)
+        heapq.heappush(free, end + handoff)
     return started, done, batches, busy
 
 

@@ -17,10 +17,9 @@ from dataclasses import dataclass, replace
 
 from inferlab.config import BatchingConfig, ModelConfig
 from inferlab.errors import InvalidInput
-from inferlab.perfmodel.predict import Prediction, capacity_rps, policy_from_config, predict
+from inferlab.perfmodel.predict import Prediction, capacity_for, predict
 from inferlab.perfmodel.profile import Profile
-from inferlab.perfmodel.service import ServiceTimes
-from inferlab.perfmodel.simulator import BatchPolicy, SimResult
+from inferlab.perfmodel.simulator import SimResult
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 DELAYS_US = (0, 250, 1000, 2000, 5000, 10000)
@@ -110,9 +109,7 @@ def _at_rate(profile: Profile, config: ModelConfig, slo: Slo, rate: float, proto
 
 def _max_rate(profile: Profile, config: ModelConfig, slo: Slo, protocol: str, seed: int, workers: int) -> Candidate:
     """Bisection on the rate between 0 and the capacity; the SLO metric grows with the rate."""
-    service, policy = _per_worker(profile, config, workers)
-    overhead = profile.overhead_for(protocol)
-    hi = capacity_rps(service[-1], policy, overhead) * workers
+    hi = capacity_for(profile, config, protocol, workers)
     lo, best = 0.0, None
     for _ in range(_BISECTION_STEPS):
         mid = (lo + hi) / 2
@@ -126,13 +123,6 @@ def _max_rate(profile: Profile, config: ModelConfig, slo: Slo, protocol: str, se
                       workers=workers)
         return Candidate(config, low, False, 0.0)
     return Candidate(config, best, True, lo)
-
-
-def _per_worker(profile: Profile, config: ModelConfig, workers: int) -> tuple[list[ServiceTimes], BatchPolicy]:
-    """Each worker process runs instances / workers of the instances (candidates keep it a whole number)."""
-    per_worker = config.instances // workers
-    service = profile.service_times_by_busy(per_worker, workers, config.runtime.intra_op_threads)
-    return service, replace(policy_from_config(config), instances=per_worker)
 
 
 def _fits(instances: int, threads: int, cores: int) -> bool:
