@@ -173,3 +173,36 @@ def test_failing_setup_is_reported_and_not_retried_in_a_loop(fn_client: httpx.Cl
     failures = fn_client.get("/system/function/bad-setup").json()["metrics"]["start_failures"]
     assert 1 <= failures <= 3  # backed off, not one start per autoscaler tick
     assert "weights file missing" in fn_client.get("/system/logs", params={"name": "bad-setup"}).text
+
+
+MALFORMED = '''
+from inferlab.functions import Handler, Request, Response
+
+
+class Thing:
+    pass
+
+
+class Malformed(Handler):
+    def handle(self, request: Request) -> Response:
+        if request.body == b"object-header":
+            return Response(b"x", headers={"x-thing": Thing()})
+        if request.body == b"split-header":
+            return Response(b"x", headers={"x-a": "1\\r\\nx-b: 2"})
+        if request.body == b"status":
+            return Response(b"x", status="teapot")
+        return Response(b"fine")
+'''
+
+
+def test_malformed_response_is_a_clear_500_and_the_instance_survives(fn_client: httpx.Client, tmp_path: Path) -> None:
+    assert deploy(fn_client, "malformed", write_function(tmp_path / "malformed", MALFORMED)).status_code == 202
+    expected = {b"object-header": "Response.headers must map str to str", b"split-header": "on one line each",
+                b"status": "HTTP status code (100-599), not 'teapot'"}
+    for body, message in expected.items():
+        reply = fn_client.post("/function/malformed", content=body)
+        assert reply.status_code == 500 and message in reply.json()["error"], reply.text
+    fine = fn_client.post("/function/malformed", content=b"ok")
+    assert fine.status_code == 200 and fine.content == b"fine"
+    metrics = fn_client.get("/system/function/malformed").json()["metrics"]
+    assert metrics["cold_starts"] == 1 and metrics["errors"] == 3  # one instance answered all four: none replaced

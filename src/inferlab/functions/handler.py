@@ -132,7 +132,7 @@ class Handler:
 def as_response(value: object) -> Response:
     """Turn what a handler returned into a Response; anything else is the handler's bug (500)."""
     if isinstance(value, Response):
-        return value
+        return _checked(value)
     if isinstance(value, bytes | bytearray | memoryview):
         return Response(bytes(value))
     if isinstance(value, str):
@@ -142,3 +142,18 @@ def as_response(value: object) -> Response:
     raise TypeError(
         f"the handler returned {type(value).__name__}; return a Response, bytes, str, or a JSON-able dict/list"
     )
+
+
+def _checked(response: Response) -> Response:
+    """A Response the server can send: caught here, in the worker, the handler's mistake is a 500 that names it."""
+    if not isinstance(response.body, bytes | bytearray | memoryview):
+        raise TypeError(f"Response.body must be bytes, not {type(response.body).__name__}")
+    if isinstance(response.status, bool) or not isinstance(response.status, int) or not 100 <= response.status <= 599:
+        raise TypeError(f"Response.status must be an HTTP status code (100-599), not {response.status!r:.40}")
+    if not isinstance(response.content_type, str):
+        raise TypeError(f"Response.content_type must be a str, not {type(response.content_type).__name__}")
+    bad = [k for k, v in response.headers.items()
+           if not (isinstance(k, str) and isinstance(v, str)) or "\n" in f"{k}{v}" or "\r" in f"{k}{v}"]
+    if bad:
+        raise TypeError(f"Response.headers must map str to str on one line each; {bad[0]!r:.40} does not")
+    return response
