@@ -21,8 +21,10 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
+from prometheus_client.parser import text_string_to_metric_families
 
 from inferlab.cli.main import cli
+from inferlab.server.metrics import SHARE_EVERY_S
 from tests.conftest import ROOT, make_repository
 from tests.functions.conftest import TOKEN, deploy, write_function
 from tests.functions.test_scaling import wait_until
@@ -224,3 +226,27 @@ def test_functions_outlive_a_restart(tmp_path: Path) -> None:
         assert client.post("/function/corrupt").status_code == 404
     assert "restored function 'fragile' does not load" in log.read_text()
     assert "function 'corrupt' could not be deployed from the store" in log.read_text()
+
+
+def function_sample(client: httpx.Client, sample: str, **labels: str) -> float:
+    text = client.get("/metrics").text
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    raise AssertionError(f"{sample} {labels} is not in /metrics")
+
+
+def test_function_metrics_are_summed_over_the_workers(two_workers: str) -> None:
+    clients = list(both_workers(two_workers).values())
+    time.sleep(SHARE_EVERY_S * 1.5)  # both workers' snapshots hold every call made so far
+    calls = "inferlab_function_invocations_total"
+    before = [function_sample(c, calls, function="witness", outcome="ok") for c in clients]
+    assert before[0] == before[1]
+    for client, n in zip(clients, (3, 4), strict=True):
+        for _ in range(n):
+            worker_of(client)
+    time.sleep(SHARE_EVERY_S * 1.5)
+    for client in clients:  # whichever worker is scraped tells the whole server's numbers
+        assert function_sample(client, calls, function="witness", outcome="ok") == before[0] + 7
+        assert function_sample(client, "inferlab_function_instances", function="witness") == 2

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from prometheus_client import Counter, Gauge
 from prometheus_client.parser import text_string_to_metric_families
 
 from inferlab.config import ServerConfig
@@ -171,6 +172,11 @@ def test_a_dead_workers_counters_stay_and_its_queue_depth_goes(tmp_path: Path) -
     dead = Metrics()
     dead.model("digits", 1).flushed("full", 4)
     dead.model("digits", 1).queue_depth(3)
+    instances = Gauge("inferlab_function_instances", "Function instances ready now.", ["function"],
+                      registry=dead.summed)
+    calls = Counter("inferlab_function_invocations", "Function calls.", ["function"], registry=dead.summed)
+    instances.labels("echo").set(2)
+    calls.labels("echo").inc(5)
     (tmp_path / "4242.json").write_bytes(orjson.dumps(dead.snapshot()))  # what worker 4242 last shared
     live = Metrics(tmp_path)
     try:
@@ -183,4 +189,6 @@ def test_a_dead_workers_counters_stay_and_its_queue_depth_goes(tmp_path: Path) -
     assert samples["inferlab_batch_flushes_total"] == 1
     assert samples["inferlab_queue_depth"] == 0
     assert samples["inferlab_worker_restarts_total"] == 1
+    assert samples["inferlab_function_invocations_total"] == 5  # a dead worker's function calls still count
+    assert samples["inferlab_function_instances"] == 0  # its instances are gone
     assert not (tmp_path / "4242.json").exists(), "a new worker that gets pid 4242 starts from zero"

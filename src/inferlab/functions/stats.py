@@ -1,7 +1,7 @@
 """Per-function counters and bounded histories (for /system/functions), mirrored as Prometheus metrics.
 
-Collectors live on the registry the server passes in (its instance-owned CollectorRegistry, the one
-`/metrics` exposes), labelled by function:
+Collectors live on the registry the server passes in (`Metrics.summed`: `/metrics` exports it summed
+over the worker processes), labelled by function:
 
     inferlab_function_instances{function}                      instances ready now
     inferlab_function_invocations_total{function,outcome}      calls answered: ok, error

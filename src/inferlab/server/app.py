@@ -76,7 +76,7 @@ def build(
     ctx = HttpContext(service, config.max_body_bytes, config.auth_token, config.protect_inference)
     # Every worker runs the functions stored in the repository's state folder (functions/store.py).
     functions = FunctionManager(service, http_status, registry.store.root / STATE_DIR / "functions", workers,
-                                metrics.registry)
+                                metrics.summed)
     return Server(config, service, build_app(ctx, functions), functions=functions)
 
 

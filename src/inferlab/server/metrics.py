@@ -19,7 +19,9 @@ integer increments; the collector builds the families only when /metrics is scra
 worker processes each one writes a snapshot to a shared folder every second and /metrics on any
 worker adds them up (other workers' counts may be up to a second old). When a worker dies the
 supervisor keeps its last snapshot, with its gauges zeroed, so counters never go down, and writes the
-restart count in a snapshot of its own.
+restart count in a snapshot of its own. Collectors registered on `Metrics.summed` (the functions'
+prometheus_client metrics) travel in the same snapshots as plain samples and are exported summed
+over the workers, so any worker's /metrics tells the whole server's function counts.
 """
 
 from __future__ import annotations
@@ -146,6 +148,7 @@ class Metrics:
         self._failures: dict[tuple[str, str, str], int] = {}
         self._share_dir = share_dir
         self.registry = CollectorRegistry(auto_describe=False)
+        self.summed = CollectorRegistry(auto_describe=False)  # exported summed over the worker processes
         self.registry.register(_Exporter(self))
         self._stop = threading.Event()
         if share_dir is not None:
@@ -182,6 +185,7 @@ class Metrics:
         return {
             "models": [[name, version, m.snapshot()] for (name, version), m in list(self._models.items())],
             "failures": [[*key, n] for key, n in list(self._failures.items())],
+            "summed": _samples(self.summed),
         }
 
     def merged(self) -> Snapshot:
@@ -202,7 +206,7 @@ class Metrics:
 
 
 def retire_worker(share_dir: Path, pid: int) -> None:
-    """Keep dead worker `pid`'s last counts but not its gauges (its queue is gone), under a name no new pid takes.
+    """Keep dead worker `pid`'s last counts but not its gauges (its queue, its instances), under a new name.
 
     Two atomic steps, so a scrape never counts the worker twice: rewrite its file with zero depth, then
     rename it. The counts it gathered after its last snapshot (at most SHARE_EVERY_S) are lost with it.
@@ -214,6 +218,10 @@ def retire_worker(share_dir: Path, pid: int) -> None:
         return  # it died before its first snapshot
     for _, _, counts in snap["models"]:
         counts["depth"] = 0
+    for _, kind, _, samples in snap.get("summed", []):
+        if kind == "gauge":
+            for sample in samples:
+                sample[2] = 0.0
     write_atomic(own, orjson.dumps(snap))
     os.replace(own, share_dir / f"dead-{pid}-{time.time_ns()}.json")
 
@@ -227,8 +235,14 @@ def _merge(snapshots: list[Snapshot]) -> Snapshot:
     models: dict[tuple[str, str], Snapshot] = {}
     failures: dict[tuple[str, str, str], int] = {}
     restarts = 0
+    families: dict[str, tuple[str, str, dict[tuple[str, tuple[tuple[str, str], ...]], float]]] = {}  # type, help, sums
     for snap in snapshots:
         restarts += snap.get("restarts", 0)
+        for name, kind, documentation, samples in snap.get("summed", []):
+            values = families.setdefault(name, (kind, documentation, {}))[2]
+            for sample, labels, value in samples:
+                series = (sample, tuple(sorted(labels.items())))
+                values[series] = values.get(series, 0.0) + value
         for name, version, counts in snap["models"]:
             into = models.get((name, version))
             if into is None:
@@ -244,8 +258,20 @@ def _merge(snapshots: list[Snapshot]) -> Snapshot:
             failures[(name, version, reason)] = failures.get((name, version, reason), 0) + n
     return {
         "models": [[*k, v] for k, v in models.items()], "failures": [[*k, n] for k, n in failures.items()],
-        "restarts": restarts,
+        "restarts": restarts, "summed": families,
     }
+
+
+def _samples(registry: CollectorRegistry) -> list[list[Any]]:
+    """Every family on `registry` as [name, type, help, [[sample name, labels, value], ...]].
+
+    `_created` samples (a creation timestamp per series) are left out: a sum of timestamps means nothing.
+    """
+    return [
+        [family.name, family.type, family.documentation,
+         [[x.name, x.labels, x.value] for x in family.samples if not x.name.endswith("_created")]]
+        for family in registry.collect()
+    ]
 
 
 class _Exporter:
@@ -282,6 +308,11 @@ class _Exporter:
         restarts = CounterMetricFamily("inferlab_worker_restarts", "Worker processes the supervisor replaced.",
                                        value=merged["restarts"])
         yield from (success, failure, *histograms.values(), flushes, depth, restarts)
+        for name, (kind, documentation, values) in merged["summed"].items():
+            family = Metric(name, documentation, kind)
+            for (sample, labels), value in values.items():
+                family.add_sample(sample, dict(labels), value)
+            yield family
 
 
 def _le(bound: float) -> str:
