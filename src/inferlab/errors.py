@@ -9,7 +9,7 @@
     ├── Unauthorized        a protected operation without the right bearer token
     ├── Overloaded          the model's queue is full; try again later
     ├── DeadlineExceeded    the request's own timeout ran out before it could run
-    ├── RuntimeFailure      the runtime raised while running a valid request
+    └── RuntimeFailure      the runtime raised while running a valid request
 """
 
 from __future__ import annotations

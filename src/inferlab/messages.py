@@ -13,12 +13,11 @@ from inferlab.tensors import Array
 class Timings:
     """perf_counter stamps of one request's life in the server, in seconds.
 
-    Filled in as the request moves: the adapter stamps `received`/`decoded`/`encoded`, the scheduler
+    Filled in as the request moves: the adapter stamps `received`/`encoded`, the scheduler
     `enqueued`/`batch_start`, the runtime call `infer_start`/`infer_end`.
     """
 
     received: float = field(default_factory=perf_counter)
-    decoded: float = 0.0
     enqueued: float = 0.0
     batch_start: float = 0.0
     infer_start: float = 0.0

@@ -166,22 +166,18 @@ class DynamicBatcher:
     def _finish(
         self, entries: list[Entry], rows: int, result: Outputs | InferlabError, start: float, end: float
     ) -> None:
+        if len(entries) > 1 and not isinstance(result, InferlabError):
+            bad = [name for name, array in result.items() if array.ndim == 0 or array.shape[0] != rows]
+            if bad:
+                result = RuntimeFailure(
+                    f"{self._what}: output(s) {bad} do not keep the batch dimension of {rows} rows, so a batch "
+                    "cannot be split; turn batching off for this model"
+                )
         if isinstance(result, InferlabError):
             for entry in entries:
                 if not entry.future.done():
                     entry.future.set_exception(result)
             return
-        if len(entries) > 1:
-            bad = [name for name, array in result.items() if array.ndim == 0 or array.shape[0] != rows]
-            if bad:
-                error = RuntimeFailure(
-                    f"{self._what}: output(s) {bad} do not keep the batch dimension of {rows} rows, so a batch "
-                    "cannot be split; turn batching off for this model"
-                )
-                for entry in entries:
-                    if not entry.future.done():
-                        entry.future.set_exception(error)
-                return
         offset = 0
         for entry in entries:
             timings = entry.request.timings

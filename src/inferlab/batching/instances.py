@@ -44,10 +44,6 @@ class InstancePool:
         self._avg_s = 0.0
 
     @property
-    def size(self) -> int:
-        return len(self._all)
-
-    @property
     def free(self) -> int:
         return len(self._idle)
 

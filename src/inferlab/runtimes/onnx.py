@@ -48,8 +48,9 @@ class OnnxRuntime:
 
     def infer(self, inputs: dict[str, Array], outputs: list[str] | None) -> dict[str, Array]:
         names = outputs or self._output_names
-        for name in self._string_inputs & inputs.keys():
-            inputs = {**inputs, name: _as_str(name, inputs[name])}
+        if self._string_inputs:  # most models have none: skip the set work per call
+            for name in self._string_inputs & inputs.keys():
+                inputs = {**inputs, name: _as_str(name, inputs[name])}
         return dict(zip(names, self._session.run(names, inputs), strict=True))
 
     def close(self) -> None:

@@ -80,7 +80,6 @@ class InferenceService:
 
         The adapter encodes the response and then calls `finish` with it.
         """
-        request.timings.decoded = perf_counter()
         model_name, version = "", ""  # failures before the model is found are counted under model=""
         try:
             model = self.model(request.model, request.version)

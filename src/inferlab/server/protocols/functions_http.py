@@ -27,7 +27,7 @@ from inferlab.functions.async_calls import AsyncResult
 from inferlab.functions.deployment import Invocation
 from inferlab.functions.handler import Request as FunctionRequest
 from inferlab.functions.manager import FunctionManager
-from inferlab.server.web import HttpContext, json_response
+from inferlab.server.web import HttpContext, json_object, json_response
 
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 _HIDDEN_HEADERS = {"authorization", "host", "content-length", "x-callback-url"}
@@ -66,7 +66,7 @@ def routes(ctx: HttpContext, functions: FunctionManager) -> list[Route]:
 
     async def deploy(request: Request) -> Response:
         ctx.authorize(request)
-        body = _json_object(await ctx.body(request))
+        body = _json_object_or_empty(await ctx.body(request))
         config = body.get("config") or {}
         if not isinstance(config, dict):
             raise InvalidInput("'config' must be a mapping of function.yaml keys to values")
@@ -80,7 +80,7 @@ def routes(ctx: HttpContext, functions: FunctionManager) -> list[Route]:
 
     async def remove(request: Request) -> Response:
         ctx.authorize(request)
-        body = _json_object(await ctx.body(request))
+        body = _json_object_or_empty(await ctx.body(request))
         name = body.get("functionName")
         if not isinstance(name, str):
             raise InvalidInput("the delete body needs 'functionName': the function to remove")
@@ -89,7 +89,7 @@ def routes(ctx: HttpContext, functions: FunctionManager) -> list[Route]:
 
     async def scale(request: Request) -> Response:
         ctx.authorize(request)
-        body = _json_object(await ctx.body(request))
+        body = _json_object_or_empty(await ctx.body(request))
         await functions.scale(request.path_params["name"], body.get("replicas"))
         return json_response({}, 202)
 
@@ -165,11 +165,5 @@ def _async_reply(call: AsyncResult) -> Response:
     return json_response({"call_id": call.call_id, "status": "pending"}, 202, headers)
 
 
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        value = orjson.loads(body) if body.strip() else {}
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise InvalidInput(f"expected a JSON object, got {type(value).__name__}")
-    return value
+def _json_object_or_empty(body: bytes) -> dict[str, Any]:
+    return json_object(body) if body.strip() else {}

@@ -142,12 +142,13 @@ class KServeServicer:
         infer_request.timings.received = received
         response = await self._service.infer(infer_request, classification)
         message = encode_infer_response(response, raw=bool(request.raw_input_contents))
-        context.set_trailing_metadata([(k.lower(), v) for k, v in self._service.finish(response).items()])
-        if self._max_message_bytes is not None and message.ByteSize() > self._max_message_bytes:
-            raise PayloadTooLarge(
-                f"the response of {message.ByteSize()} bytes is over the server's gRPC message limit of "
+        size = message.ByteSize() if self._max_message_bytes is not None else 0
+        if self._max_message_bytes is not None and size > self._max_message_bytes:  # checked before `finish`
+            raise PayloadTooLarge(  # counts it as a success
+                f"the response of {size} bytes is over the server's gRPC message limit of "
                 f"{self._max_message_bytes} bytes (--grpc-max-message-mb); ask for fewer outputs or a smaller batch"
             )
+        context.set_trailing_metadata([(k.lower(), v) for k, v in self._service.finish(response).items()])
         return message
 
     async def ModelStreamInfer(
@@ -206,7 +207,7 @@ class KServeServicer:
         self, request: pb.RepositoryModelUnloadRequest, context: grpc.aio.ServicerContext
     ) -> Any:
         self._authorize(context)
-        self._service.unload(request.model_name)
+        await asyncio.to_thread(self._service.unload, request.model_name)  # closes sessions, may take the sync lock
         return pb.RepositoryModelUnloadResponse()
 
     def _authorize(self, context: grpc.aio.ServicerContext, inference: bool = False) -> None:

@@ -9,8 +9,6 @@ params is ever served back.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
@@ -28,6 +26,7 @@ from starlette.routing import Route
 from inferlab.errors import InferlabError, InvalidInput, ModelNotFound
 from inferlab.messages import InferRequest, Timings
 from inferlab.repository.registry import LoadedModel
+from inferlab.repository.store import write_atomic
 from inferlab.server.protocols.tfaas_upload import Upload, parse_params, read_bundle, read_form
 from inferlab.server.service import InferenceService
 from inferlab.server.web import HttpContext, finished_json_response, json_object, json_response
@@ -184,10 +183,7 @@ def save_params(service: InferenceService, name: str, params: dict[str, Any]) ->
     _spec(model.inputs, params.get("input_node"), "input_node")
     _spec(model.outputs, params.get("output_node"), "output_node")
     folder = service.model_dir(name)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".params-")
-    with os.fdopen(fd, "wb") as f:
-        f.write(orjson.dumps({**params, "name": name}))
-    os.replace(tmp, folder / PARAMS_FILE)
+    write_atomic(folder / PARAMS_FILE, orjson.dumps({**params, "name": name}))
 
 
 async def _store(service: InferenceService, files: Upload) -> str:
@@ -201,7 +197,7 @@ async def _store(service: InferenceService, files: Upload) -> str:
 def _nodes(service: InferenceService, state: _State, name: str) -> tuple[LoadedModel, TensorSpec, str]:
     """The model, the input its params feed (`input_node`) and the output they read (`output_node`)."""
     model = service.model(name)
-    params = model_params(service, state, name)
+    params = state.stored_params(service.model_dir(name) / PARAMS_FILE)  # no node stored: the first tensor
     spec = _spec(model.inputs, params.get("input_node"), "input_node")
     return model, spec, _spec(model.outputs, params.get("output_node"), "output_node").name
 
