@@ -42,6 +42,7 @@ def merge_windows(windows: Sequence[RunResult]) -> RunResult:
         ok_per_s=counts.ok / duration if duration > 0 else 0.0,
         success_rate=counts.ok / counts.requests if counts.requests else 1.0,
         bytes_in=sum(w.bytes_in for w in windows),
+        body_bytes_in=sum(w.body_bytes_in for w in windows),
         bytes_out=sum(w.bytes_out for w in windows),
         latency=_merge([w.latency for w in windows]),
         service=_merge([w.service for w in windows]),

@@ -301,6 +301,7 @@ class Deployment:
     def remove(self) -> None:
         """Kill every instance (in-flight calls fail) and delete the folder; the deployment is then inert."""
         self._removed = True
+        self.stats.collectors = None  # instances exiting later must not bring its forgotten series back
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_exception(FunctionNotFound(f"function '{self.spec.name}' was removed"))
@@ -312,6 +313,7 @@ class Deployment:
     def close(self) -> None:
         """Synchronous teardown for server shutdown."""
         self._removed = True
+        self.stats.collectors = None
         for instance in self.instances:
             instance.close()
         shutil.rmtree(self.folder, ignore_errors=True)

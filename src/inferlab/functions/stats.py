@@ -25,7 +25,7 @@ COLD_START_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 
 
 class FunctionCollectors:
-    """The functions' collectors on one registry; `bind(name)` gives one function's children."""
+    """The functions' collectors on one registry, labelled by function name."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         label = ["function"]

@@ -129,7 +129,7 @@ class GrpcSlot:
             self._task.cancel()
             ex.fail(kind, message)
             self.exchange = None
-            self.open = False
+            self.close()  # lost links are not closed at the end of the run: close its channel now
             self._on_lost(self, ex)
 
     def close(self) -> None:

@@ -54,7 +54,6 @@ class Driver:
         self.recorder = Recorder(start, start + plan.warmup_s, process, plan.record_requests)
         self.conns: set[Link] = set()
         self.idle: list[Link] = []
-        self._links: set[Link] = set()  # links not yet lost (some may be closing), to close at the end
         self.backlog: deque[Exchange] = deque()
         self.opening = 0
         self.in_flight = 0
@@ -93,7 +92,7 @@ class Driver:
             await ticks
         if self._timer is not None:
             self._timer.close()
-        links = list(self._links)
+        links = list(self.conns)
         for link in links:
             link.close()
         for link in links:
@@ -267,7 +266,6 @@ class Driver:
         self.opening -= 1
         ex.connect_end = perf_counter()
         self.conns.add(conn)
-        self._links.add(conn)
         self._send(conn, ex)
 
     def _on_complete(self, conn: Link, ex: Exchange) -> None:
@@ -275,7 +273,6 @@ class Driver:
 
     def _on_lost(self, conn: Link, ex: Exchange | None) -> None:
         self.conns.discard(conn)
-        self._links.discard(conn)
         if conn in self.idle:
             self.idle.remove(conn)
         if ex is not None:
