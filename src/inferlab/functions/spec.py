@@ -13,13 +13,12 @@ from typing import Any
 
 import yaml
 
+from inferlab.durations import parse_duration as _seconds_of
 from inferlab.errors import InvalidInput
 
 SPEC_FILE = "function.yaml"
 KEEP_WARM_POLICIES = ("fixed", "histogram")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_\-]{0,62}")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 # OpenFaaS autoscaling labels -> our keys, so an existing stack.yml keeps its meaning.
 _OPENFAAS_LABELS = {
     "com.openfaas.scale.min": "min_instances",
@@ -155,10 +154,10 @@ def parse_duration(value: Any, what: str) -> float:
     """Seconds from a number or a string like '500ms', '30s', '15m' (OpenFaaS writes durations so)."""
     if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
         return float(value)
-    match = _DURATION.fullmatch(str(value).strip())
-    if match is None:
-        raise InvalidInput(f"{what}: {value!r} is not a duration (seconds, or e.g. '500ms', '30s', '15m')")
-    return float(match[1]) * _UNIT_S[match[2]]
+    try:
+        return _seconds_of(str(value))  # the load generator's grammar (inferlab/durations.py)
+    except InvalidInput:
+        raise InvalidInput(f"{what}: {value!r} is not a duration (seconds, or e.g. '500ms', '30s', '15m')") from None
 
 
 def _from_labels(labels: Any, where: str) -> dict[str, Any]:

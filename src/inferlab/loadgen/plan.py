@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import numpy.typing as npt
 
+from inferlab.durations import parse_duration as parse_duration  # re-exported: the loadgen's callers use it
 from inferlab.errors import InvalidInput
 
 
@@ -206,25 +207,6 @@ def ends(arrivals: Arrivals | None) -> bool:
     if isinstance(arrivals, Timestamps):
         return True
     return arrivals is not None and all(math.isfinite(stage[0]) for stage in arrivals.stages)
-
-
-def parse_duration(text: str) -> float:
-    """Seconds from "10s", "3m", "1h", "250ms" or a bare number of seconds (hey's -z and wrk's -d style)."""
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    stripped = text.strip().lower()
-    for suffix in ("ms", "s", "m", "h"):
-        if stripped.endswith(suffix):
-            number, scale = stripped[: -len(suffix)], units[suffix]
-            break
-    else:
-        number, scale = stripped, 1.0
-    try:
-        value = float(number) * scale
-    except ValueError:
-        raise InvalidInput(f"duration {text!r}: expected e.g. 10s, 3m, 1h, 250ms") from None
-    if value < 0 or not math.isfinite(value):
-        raise InvalidInput(f"duration {text!r} must be finite and >= 0")
-    return value
 
 
 def _finite(x: float) -> float | None:
