@@ -58,3 +58,8 @@ class DeadlineExceeded(InferlabError):
 class RuntimeFailure(InferlabError):
     """The runtime failed on a request that passed validation."""
 
+
+def error_class(name: str) -> type[InferlabError] | None:
+    """The InferlabError subclass called `name`, or None: how an error crosses a process boundary by name."""
+    found = globals().get(name)
+    return found if isinstance(found, type) and issubclass(found, InferlabError) else None

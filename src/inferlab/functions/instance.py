@@ -226,9 +226,9 @@ class Instance:
     def _error(self, class_name: str, message: str) -> InferlabError:
         if class_name == worker.HANDLER_ERROR:
             return FunctionError(f"function '{self.spec.name}' raised {message}")
-        error_class = getattr(errors, class_name, None)
-        if isinstance(error_class, type) and issubclass(error_class, InferlabError):
-            return error_class(message)
+        known = errors.error_class(class_name)
+        if known is not None:
+            return known(message)
         return FunctionError(f"function '{self.spec.name}' raised {class_name}: {message}")
 
     def _expire(self, inv_id: int) -> None:

@@ -107,10 +107,7 @@ class WorkerContext:
         if message[0] == "model_ok":
             future.set_result(message[2])
         else:
-            error_class = getattr(errors, message[2], None)
-            if not (isinstance(error_class, type) and issubclass(error_class, InferlabError)):
-                error_class = errors.RuntimeFailure
-            future.set_exception(error_class(message[3]))
+            future.set_exception((errors.error_class(message[2]) or errors.RuntimeFailure)(message[3]))
 
 
 class _Worker:

@@ -7,14 +7,14 @@ import io
 
 from inferlab.errors import InvalidInput
 from inferlab.importers.records import result_from_records
+from inferlab.loadgen.heyformat import HEY_CSV_HEADER
 from inferlab.loadgen.result import RequestRecord, RunResult
 
-HEADER = ("response-time", "DNS+dialup", "DNS", "Request-write", "Response-delay", "Response-read", "status-code",
-          "offset")
+HEADER = tuple(HEY_CSV_HEADER.split(","))  # what our own hey-format writer puts first
 
 
 def is_hey_csv(head: str) -> bool:
-    return head.lstrip().startswith("response-time,")
+    return head.lstrip().startswith(f"{HEADER[0]},")
 
 
 def import_hey_csv(text: str, source: str = "hey.csv") -> RunResult:

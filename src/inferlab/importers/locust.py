@@ -30,7 +30,7 @@ _ALIASES = {
     "Average Response Time": ("Average Response Time", "Average response time"),
     "Min Response Time": ("Min Response Time", "Min response time"),
     "Max Response Time": ("Max Response Time", "Max response time"),
-    "Average Content Size": ("Average Content Size", "Average Content Size", "Average content size"),
+    "Average Content Size": ("Average Content Size", "Average content size"),
     "Requests/s": ("Requests/s",),
 }
 

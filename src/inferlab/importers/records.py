@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from inferlab import __version__
+from inferlab.loadgen.aggregate import LOCUST_PERCENTILES
 from inferlab.loadgen.histogram import LatencyHistogram
 from inferlab.loadgen.result import (
     Counts,
@@ -28,7 +29,7 @@ from inferlab.loadgen.result import (
 )
 
 #: locust's interval percentile set, which `IntervalStats.window_percentiles_ms` carries.
-WINDOW_PERCENTILES = (50.0, 66.0, 75.0, 80.0, 90.0, 95.0, 98.0, 99.0, 99.9, 99.99, 100.0)
+WINDOW_PERCENTILES = LOCUST_PERCENTILES  # the windows our own runs report
 
 
 def imported_environment(tool: str, started_at_unix: float) -> Environment:
