@@ -34,6 +34,7 @@ import orjson
 import inferlab
 from inferlab.config import ModelConfig
 from inferlab.errors import InvalidInput
+from inferlab.experiments import experiment
 from inferlab.loadgen.launch import run
 from inferlab.loadgen.plan import LoadPlan, Target, ThinkTime
 from inferlab.loadgen.result import RunResult
@@ -111,11 +112,8 @@ def encode_call(protocol: str, model: str, inputs: Sequence[TensorSpec], batch_s
 
 
 def apply_config(url: str, model: str, config: ModelConfig, timeout_s: float = 120.0) -> None:
-    """Write `config` as the model's config.yaml and reload it, through the repository load API."""
-    body = {"parameters": {"config": orjson.dumps(config.to_dict()).decode()}}
-    response = httpx.post(f"{url}/v2/repository/models/{model}/load", json=body, timeout=timeout_s)
-    if response.status_code != 200:
-        raise InvalidInput(f"loading '{model}' with the new config failed: {response.status_code} {response.text}")
+    """Write `config` as the model's config.yaml, reload it through the repository load API, wait until ready."""
+    experiment.apply_config(url, model, config.to_dict(), timeout_s)
 
 
 def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, seconds: float = 3.0) -> ProtocolOverhead:

@@ -118,6 +118,7 @@ def predict(
     trace_s: FloatArray | None = None,
     workers: int = 1,
     client_on_host: bool = True,
+    capacity: float | None = None,
 ) -> Prediction:
     """Simulate `requests` arrivals at `rate_rps` (a trace is rescaled to that mean rate) and cross-check.
 
@@ -127,22 +128,22 @@ def predict(
     `client_on_host` is False. With `workers` server processes (`inferlab serve --workers`), each runs
     its own front end and batcher with ceil(instances / workers) instances and gets an equal random
     share of the requests, so one worker is simulated at rate / workers and the totals are scaled back up.
+    `capacity` (from `capacity_for`; it does not depend on the rate) saves recomputing it per rate.
     """
     service, policy, overhead, demand = _setup(profile, config, protocol, workers, client_on_host)
-    capacity = capacity_rps(service, policy, overhead, demand) * workers
+    if capacity is None:
+        capacity = capacity_rps(service, policy, overhead, demand) * workers
     if demand is not None:
         busy = 0.0
         for _ in range(_SHARING_ROUNDS):
             share = stretch(demand, rate_rps / workers, busy, policy.instances)
             probe = predict_with(service, _loop_shared(overhead, share), policy, rate_rps, arrivals,
-                                 min(requests, _PROBE_REQUESTS), seed, trace_s, workers, share)
+                                 min(requests, _PROBE_REQUESTS), seed, trace_s, workers, share, capacity)
             busy = probe.sim.utilisation
         share = stretch(demand, rate_rps / workers, busy, policy.instances)
-        p = predict_with(service, _loop_shared(overhead, share), policy, rate_rps, arrivals, requests, seed, trace_s,
-                         workers, share)
-    else:
-        p = predict_with(service, overhead, policy, rate_rps, arrivals, requests, seed, trace_s, workers)
-    return replace(p, capacity_rps=capacity)
+        return predict_with(service, _loop_shared(overhead, share), policy, rate_rps, arrivals, requests, seed,
+                            trace_s, workers, share, capacity)
+    return predict_with(service, overhead, policy, rate_rps, arrivals, requests, seed, trace_s, workers, None, capacity)
 
 
 def _setup(profile: Profile, config: ModelConfig, protocol: str, workers: int, client_on_host: bool
@@ -163,11 +164,12 @@ def _loop_shared(overhead: Overhead, share: Stretch) -> Overhead:
 def predict_with(
     service: list[ServiceTimes], overhead: Overhead, policy: BatchPolicy, rate_rps: float,
     arrivals: ArrivalKind = "poisson", requests: int = 50_000, seed: int = 0, trace_s: FloatArray | None = None,
-    workers: int = 1, share: Stretch | None = None,
+    workers: int = 1, share: Stretch | None = None, capacity: float | None = None,
 ) -> Prediction:
     """`predict` for already chosen service distributions (by instances busy), overhead and per-worker policy;
     with `share`, each batch runs slower by the core sharing for the instances busy and how busy the
-    simulated loop is while it runs (`Stretch.model_by_loop`)."""
+    simulated loop is while it runs (`Stretch.model_by_loop`). Without `capacity`, the capacity leaves
+    core sharing out."""
     if workers < 1:
         raise InvalidInput(f"workers {workers} is not >= 1")
     times = _arrivals(arrivals, rate_rps, requests * workers, seed, trace_s)
@@ -184,7 +186,9 @@ def predict_with(
     if share is not None:
         service = [st.scaled(f) for st, f in zip(service, share.model, strict=True)]
     closed, b = _closed_form(service[-1], policy, overhead, rate_rps / workers)
-    return Prediction(rate_rps, capacity_rps(service, policy, overhead) * workers, policy, sim, closed, b, workers)
+    if capacity is None:
+        capacity = capacity_rps(service, policy, overhead) * workers
+    return Prediction(rate_rps, capacity, policy, sim, closed, b, workers)
 
 
 def _closed_form(service: ServiceTimes, policy: BatchPolicy, overhead: Overhead, rate: float) -> tuple[float, int]:

@@ -109,18 +109,19 @@ def _at_rate(profile: Profile, config: ModelConfig, slo: Slo, rate: float, proto
 
 def _max_rate(profile: Profile, config: ModelConfig, slo: Slo, protocol: str, seed: int, workers: int) -> Candidate:
     """Bisection on the rate between 0 and the capacity; the SLO metric grows with the rate."""
-    hi = capacity_for(profile, config, protocol, workers)
+    hi = capacity = capacity_for(profile, config, protocol, workers)
     lo, best = 0.0, None
     for _ in range(_BISECTION_STEPS):
         mid = (lo + hi) / 2
-        p = predict(profile, config, mid, protocol, requests=_SEARCH_REQUESTS, seed=seed, workers=workers)
+        p = predict(profile, config, mid, protocol, requests=_SEARCH_REQUESTS, seed=seed, workers=workers,
+                    capacity=capacity)
         if slo.met(p):
             lo, best = mid, p
         else:
             hi = mid
     if best is None:
         low = predict(profile, config, hi / 2 ** _BISECTION_STEPS, protocol, requests=_SEARCH_REQUESTS, seed=seed,
-                      workers=workers)
+                      workers=workers, capacity=capacity)
         return Candidate(config, low, False, 0.0)
     return Candidate(config, best, True, lo)
 
