@@ -134,7 +134,7 @@ class AsyncCalls:
             }
         encoded = orjson.dumps(header)
         self._folder.mkdir(parents=True, exist_ok=True)  # on first use, so an unused server leaves no folder
-        write_atomic(self._folder / result.call_id, _HEADER.pack(len(encoded)) + encoded + body)
+        write_atomic(self._folder / result.call_id, _HEADER.pack(len(encoded)) + encoded + body, durable=False)
         if result.status != 202:
             self._saved += 1
             if self._saved % _PRUNE_EVERY == 0:

@@ -42,7 +42,7 @@ def mmc(lam: float, mu: float, c: int) -> QueueMetrics:
     _check(lam, 1.0 / mu if mu > 0 else -1.0, c)
     rho = lam / (c * mu)
     if rho >= 1:
-        return _unstable(rho, 1.0 / mu)
+        return _unstable(rho)
     wq = erlang_c(c, lam / mu) / (c * mu - lam)
     return QueueMetrics(rho, wq, wq + 1.0 / mu, lam * wq)
 
@@ -57,7 +57,7 @@ def mg1(lam: float, mean_s: float, second_moment_s2: float) -> QueueMetrics:
     _check(lam, mean_s, 1)
     rho = lam * mean_s
     if rho >= 1:
-        return _unstable(rho, mean_s)
+        return _unstable(rho)
     wq = lam * second_moment_s2 / (2.0 * (1.0 - rho))
     return QueueMetrics(rho, wq, wq + mean_s, lam * wq)
 
@@ -116,7 +116,7 @@ def batch_bound(lam: float, batch_means_s: list[float], c: int, max_queue_delay_
     return BatchBound(capacity, b, lam / capacities[b - 1], fill + batch_means_s[b - 1])
 
 
-def _unstable(rho: float, mean_s: float) -> QueueMetrics:
+def _unstable(rho: float) -> QueueMetrics:
     return QueueMetrics(rho, _INF, _INF, _INF)
 
 

@@ -39,7 +39,6 @@ class Measured:
     ok: int
     failed: int
     valid: bool
-    server_queue_ms: float | None  # the server's own mean queue time (Server-Timing), when it reports one
 
 
 def measure_open_loop(url: str, call: InferCall, rate_rps: float, requests: int, seed: int = 0,
@@ -65,10 +64,8 @@ def measure_capacity(url: str, call: InferCall, connections: int, seconds: float
 def _measured(rate: float, result: RunResult) -> Measured:
     pct = result.latency.percentiles_ms
     counts = result.counts
-    queue = result.server_timing.get("queue")
     return Measured(
         rate_rps=rate, throughput_rps=result.ok_per_s,
         p50_s=pct["50"] / 1e3, p95_s=pct["95"] / 1e3, p99_s=pct["99"] / 1e3, mean_s=result.latency.mean_ms / 1e3,
         ok=counts.ok, failed=counts.requests - counts.ok + counts.not_sent, valid=result.self_check.valid,
-        server_queue_ms=queue.mean_ms if queue else None,
     )

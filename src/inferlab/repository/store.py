@@ -107,15 +107,19 @@ class ModelStore:
         shutil.rmtree(trash, ignore_errors=True)
 
 
-def _write(path: Path, data: bytes) -> None:
+def _write(path: Path, data: bytes, durable: bool = True) -> None:
     with open(path, "wb") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so a reader sees the old or the new file, never a partial one."""
+def write_atomic(path: Path, data: bytes, durable: bool = True) -> None:
+    """Replace `path` with `data` so a reader sees the old or the new file, never a partial one.
+
+    `durable=False` skips the fsync: for state other processes must see but a crash may lose.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-    _write(tmp, data)
+    _write(tmp, data, durable)
     os.replace(tmp, path)

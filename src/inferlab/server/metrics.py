@@ -200,9 +200,7 @@ class Metrics:
 
     def _share_loop(self) -> None:
         while not self._stop.wait(SHARE_EVERY_S):
-            tmp = self._own_file.with_suffix(".tmp")
-            tmp.write_bytes(orjson.dumps(self.snapshot()))
-            os.replace(tmp, self._own_file)
+            write_atomic(self._own_file, orjson.dumps(self.snapshot()), durable=False)
 
 
 def retire_worker(share_dir: Path, pid: int) -> None:
