@@ -105,7 +105,7 @@ class Deployment:
         finally:
             instance.inflight -= 1
             self._inflight -= 1
-            self._released(instance)
+            self._released()
         self.stats.invoked(ok=True, cold=cold_s is not None)
         return Invocation(
             response=result.response, instance=instance.id, queue_s=dispatched - arrived - (cold_s or 0.0),
@@ -142,14 +142,14 @@ class Deployment:
                 instance = waiter.result()  # a slot was handed over just as we gave up: give it back
                 instance.inflight -= 1
                 self._inflight -= 1
-                self._released(instance)
+                self._released()
             raise
         finally:
             timer.cancel()
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
 
-    def _released(self, instance: Instance) -> None:
+    def _released(self) -> None:
         self._dispatch()
         if self._demand() == 0:
             self._idle_since = perf_counter()

@@ -250,10 +250,10 @@ class Driver:
         conn: Link
         try:
             if target.grpc:
-                conn = await GrpcSlot.connect(f"{target.host}:{target.port}", target.grpc_method, self._on_complete,
+                conn = await GrpcSlot.connect(f"{target.host}:{target.port}", target.grpc_method, self._finished,
                                               self._on_lost, self.plan.timeout_s)
             else:
-                coro = loop.create_connection(lambda: Connection(self._on_complete, self._on_lost, self._head),
+                coro = loop.create_connection(lambda: Connection(self._finished, self._on_lost, self._head),
                                               target.host, target.port, ssl=self._ssl)
                 _, conn = await asyncio.wait_for(coro, timeout)
         except (OSError, TimeoutError) as exc:
@@ -267,9 +267,6 @@ class Driver:
         ex.connect_end = perf_counter()
         self.conns.add(conn)
         self._send(conn, ex)
-
-    def _on_complete(self, conn: Link, ex: Exchange) -> None:
-        self._finished(conn, ex)
 
     def _on_lost(self, conn: Link, ex: Exchange | None) -> None:
         self.conns.discard(conn)
