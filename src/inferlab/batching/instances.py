@@ -1,16 +1,22 @@
-"""InstancePool: N loaded copies of one model; a batch runs on a free copy, inline or on a thread.
+"""InstancePool: N loaded copies of one model; a batch runs on a free copy, inline or on its thread.
 
 ONNX Runtime releases the GIL while it computes, so N instances on N threads really run at once.
 A tiny model (the digits MLP runs in ~15 us) costs less to run in place on the event loop than the
-~50 us hop to a worker thread, so the pool measures its runtime and runs calls whose moving-average
-time stays under `inline_below_s` inline; anything larger must not block the event loop.
+hop to a thread, so the pool measures its runtime and runs calls whose moving-average time stays
+under `inline_below_s` inline; anything larger must not block the event loop.
+
+Each instance has its own thread, fed through a SimpleQueue and answering with one
+`call_soon_threadsafe`. `loop.run_in_executor` did the same through a concurrent.futures.Future (a
+Condition, its callbacks) chained to an asyncio Future: measured with mobilenet_v2 on this box, that
+cost the event loop ~260 us of CPU per batch against ~100 us for the plain hand-off.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from queue import SimpleQueue
 from time import perf_counter
 
 from inferlab.errors import InferlabError, RuntimeFailure
@@ -38,7 +44,7 @@ class InstancePool:
         self._what = what
         self._idle = list(runtimes)
         self._all = tuple(runtimes)
-        self._executor = ThreadPoolExecutor(max_workers=len(runtimes), thread_name_prefix="infer")
+        self._lanes: dict[int, _Lane] = {}  # id(runtime) -> its thread, started on its first threaded batch
         self._inline_below_s = inline_below_s
         self._calls = 0
         self._avg_s = 0.0
@@ -73,25 +79,21 @@ class InstancePool:
             self._idle.append(runtime)
             done(result, start, end)
             return
-        future = asyncio.get_running_loop().run_in_executor(self._executor, self._infer, runtime, inputs, outputs)
+        lane = self._lanes.get(id(runtime))
+        if lane is None:
+            lane = self._lanes[id(runtime)] = _Lane(f"infer_{len(self._lanes)}", self._infer, runtime)
+        lane.submit(asyncio.get_running_loop(), inputs, outputs, self._finisher(runtime, done))
 
-        def finished(f: asyncio.Future[tuple[Outputs, float, float]]) -> None:
+    def _finisher(self, runtime: Runtime, done: Done) -> Callable[[Outputs | InferlabError, float, float], None]:
+        def finished(result: Outputs | InferlabError, start: float, end: float) -> None:
             self._idle.append(runtime)
-            if f.cancelled():
-                done(RuntimeFailure(f"{self._what}: the inference was cancelled"), 0.0, 0.0)
-                return
-            exc = f.exception()
-            if exc is None:
-                done(*f.result())
-            elif isinstance(exc, InferlabError):
-                done(exc, 0.0, 0.0)
-            else:  # _infer wraps everything it can; this is a bug, so keep its traceback
-                done(RuntimeFailure(f"{self._what}: {type(exc).__name__}: {exc}"), 0.0, 0.0)
+            done(result, start, end)
 
-        future.add_done_callback(finished)
+        return finished
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        for lane in self._lanes.values():
+            lane.stop()
         for runtime in self._all:
             runtime.close()
 
@@ -109,3 +111,38 @@ class InstancePool:
         self._calls += 1
         self._avg_s += (end - start - self._avg_s) * (0.1 if self._calls > _WARMUP_CALLS else 1 / self._calls)
         return result, start, end
+
+
+class _Lane:
+    """One instance's thread: runs the batches it is given, one at a time, and reports each on the loop."""
+
+    def __init__(self, name: str, infer: Callable[[Runtime, dict[str, Array], list[str] | None],
+                 tuple[Outputs, float, float]], runtime: Runtime) -> None:
+        self._infer = infer
+        self._runtime = runtime
+        self._jobs: SimpleQueue[tuple[asyncio.AbstractEventLoop, dict[str, Array], list[str] | None, Done] | None]
+        self._jobs = SimpleQueue()
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    def submit(self, loop: asyncio.AbstractEventLoop, inputs: dict[str, Array], outputs: list[str] | None,
+               done: Done) -> None:
+        self._jobs.put((loop, inputs, outputs, done))
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            loop, inputs, outputs, done = job
+            try:
+                result, start, end = self._infer(self._runtime, inputs, outputs)
+            except InferlabError as exc:
+                reply: tuple[Outputs | InferlabError, float, float] = (exc, 0.0, 0.0)
+            except Exception as exc:  # _infer wraps everything it can; this is a bug: say so, keep serving
+                reply = (RuntimeFailure(f"{type(exc).__name__}: {exc}"), 0.0, 0.0)
+            else:
+                reply = (result, start, end)
+            try:
+                loop.call_soon_threadsafe(done, *reply)
+            except RuntimeError:  # the loop has closed (server shutting down): nobody waits for this batch
+                return

@@ -28,23 +28,42 @@ class HttpContext:
 
     async def body(self, request: Request) -> bytes:
         """The whole body, refused with 413 as soon as it is known to be over the limit."""
+        if self._declared_length(request):
+            return await request.body()  # Starlette keeps it for a form parser that reads it again
+        return bytes(await self._read(request))  # bytes: protocol buffers come only with a Content-Length
+
+    async def buffer(self, request: Request) -> bytes | memoryview:
+        """The whole body like `body`, but a body the HTTP protocol collected in one buffer comes as it is.
+
+        For the inference routes: a V2 binary tensor is then read where the kernel wrote it
+        (server/http_protocol.py). Nothing else may read the body after this.
+        """
+        self._declared_length(request)
+        return await self._read(request)
+
+    def _declared_length(self, request: Request) -> bool:
+        """True when the request declares a Content-Length; 413 when that is over the limit."""
         declared = request.headers.get("content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                raise InvalidInput(f"Content-Length {declared!r} is not a number")
-            if int(declared) > self.max_body_bytes:
-                raise PayloadTooLarge(
-                    f"request body of {declared} bytes is over the server's limit of {self.max_body_bytes} bytes"
-                )
-            return await request.body()
-        chunks: list[bytes] = []
+        if declared is None:
+            return False
+        if not declared.isdigit():
+            raise InvalidInput(f"Content-Length {declared!r} is not a number")
+        if int(declared) > self.max_body_bytes:
+            raise PayloadTooLarge(
+                f"request body of {declared} bytes is over the server's limit of {self.max_body_bytes} bytes"
+            )
+        return True
+
+    async def _read(self, request: Request) -> bytes | memoryview:
+        chunks: list[bytes | memoryview] = []
         size = 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > self.max_body_bytes:
                 raise PayloadTooLarge(f"request body is over the server's limit of {self.max_body_bytes} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+            if chunk:
+                chunks.append(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def authorize(self, request: Request, inference: bool = False) -> None:
         """Check the bearer token for protected operations (inference only when asked to protect it)."""

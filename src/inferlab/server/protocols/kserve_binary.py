@@ -108,7 +108,9 @@ def header_length(headers: Mapping[str, str]) -> int | None:
     return int(value)
 
 
-def decode_raw_request(body: bytes, model: str, version: str | None, specs: tuple[TensorSpec, ...]) -> InferRequest:
+def decode_raw_request(
+    body: bytes | memoryview, model: str, version: str | None, specs: tuple[TensorSpec, ...]
+) -> InferRequest:
     """The raw binary request form: the whole body is the model's single input, batch 1.
 
     The input's one variable dimension (a leading batch dimension counts as 1) is inferred from the

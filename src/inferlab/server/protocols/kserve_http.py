@@ -23,7 +23,7 @@ def routes(ctx: HttpContext) -> list[Route]:
         received = perf_counter()
         ctx.authorize(request, inference=True)
         params = request.path_params
-        body = await ctx.body(request)
+        body = await ctx.buffer(request)
         header_length = kserve_binary.header_length(request.headers)
         if header_length == 0:  # raw binary request: the body is the single input; all outputs binary
             specs = service.model(params["model"], params.get("version")).inputs

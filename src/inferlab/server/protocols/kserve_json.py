@@ -33,7 +33,7 @@ class OutputOptions:
 
 
 def decode_request(
-    body: bytes, model: str, version: str | None, header_length: int | None = None
+    body: bytes | memoryview, model: str, version: str | None, header_length: int | None = None
 ) -> tuple[InferRequest, OutputOptions]:
     """Parse a V2 infer body; `header_length` splits off a binary-extension tail holding raw tensor data."""
     if header_length is None:
