@@ -81,7 +81,7 @@ class ModelRegistry:
             if not versions:
                 raise RepositoryError(f"model '{name}' has no version folder with a model file")
             labels = _read_labels(folder, config)
-            loaded = {v: self._open(name, v, folder / str(v), config, labels) for v in versions}
+            loaded = self._open_versions(name, versions, folder, config, labels)
         except InferlabError as exc:
             self._entries[name] = _Entry({}, "UNAVAILABLE", str(exc))
             raise
@@ -145,12 +145,32 @@ class ModelRegistry:
         for name in list(self._entries):
             self._close(name)
 
+    def _open_versions(
+        self, name: str, versions: list[int], folder: Path, config: ModelConfig, labels: list[str] | None
+    ) -> dict[int, LoadedModel]:
+        """Every version, or none: when one fails, the ones already open are closed, not leaked."""
+        loaded: dict[int, LoadedModel] = {}
+        try:
+            for v in versions:
+                loaded[v] = self._open(name, v, folder / str(v), config, labels)
+        except BaseException:
+            for model in loaded.values():
+                model.scheduler.close()
+            raise
+        return loaded
+
     def _open(self, name: str, version: int, path: Path, config: ModelConfig, labels: list[str] | None) -> LoadedModel:
         policy = BatchPolicy.from_config(config)
         loader = self._loader(config)
-        runtime: Runtime = loader(path, config)
-        count = -(-config.instances // self._instance_share)
-        runtimes = [runtime, *(loader(path, config) for _ in range(count - 1))]
+        runtimes: list[Runtime] = []
+        try:
+            for _ in range(-(-config.instances // self._instance_share)):
+                runtimes.append(loader(path, config))
+        except BaseException:  # a later copy failed (memory, a broken file): the built ones are not leaked
+            for built in runtimes:
+                built.close()
+            raise
+        runtime = runtimes[0]
         what = f"model '{name}' version {version}"
         observer = self._observer(name, version) if self._observer else None
         batcher = DynamicBatcher(what, InstancePool(what, runtimes), policy, config.batching.max_queue_size, observer)

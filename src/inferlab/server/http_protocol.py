@@ -110,7 +110,9 @@ class InferenceHttpProtocol(HttpToolsProtocol, asyncio.BufferedProtocol):
         if length is None:
             return
         tensor_offset = self._binary_header_length(length)
-        raw = np.empty(length + _ALIGN, np.uint8)  # not zeroed: every byte is written before it is read
+        # Not zeroed: every byte is written before it is read. Large allocations are mapped lazily, so a
+        # client that declares a large body and sends little of it commits little memory.
+        raw = np.empty(length + _ALIGN, np.uint8)
         start = -(raw.ctypes.data + (tensor_offset or 0)) % _ALIGN
         self._body = memoryview(raw[start:start + length])  # type: ignore[arg-type]
         self._filled = 0
