@@ -63,21 +63,28 @@ class Stretch:
     model_by_loop: tuple[tuple[float, float], ...] = ()  # k-1 -> (slowdown with this worker's loop idle, busy)
 
 
-def stretch(demand: CpuDemand, rate_rps: float, instance_busy: float, instances: int) -> Stretch:
-    """The slowdowns at `rate_rps` per worker with each instance busy `instance_busy` of the time."""
+def stretch(demand: CpuDemand, rate_rps: float, instance_busy: float, instances: int, loop_spin: float = 0.0
+            ) -> Stretch:
+    """The slowdowns at `rate_rps` per worker with each instance busy `instance_busy` of the time.
+
+    `loop_spin` is the share of the time each loop also spins waiting for a batch's deadline: it holds
+    a core then (the others see the loop runnable) without doing any request's work.
+    """
     c, t, w = demand.cores, demand.threads, demand.workers
     client = _bernoulli(min(1.0, rate_rps * w * demand.client_s))
     busy_instances = _binomial(w * instances, min(1.0, max(0.0, instance_busy)))
-    loop_factor, loop_busy = 1.0, 0.0
+    spin = min(1.0, max(0.0, loop_spin))
+    loop_factor, loop_busy, runnable = 1.0, 0.0, spin
     for _ in range(_ROUNDS):
         loop_busy = min(1.0, rate_rps * (demand.loop_s + demand.wake_s * (1.0 - loop_busy)) * loop_factor)
-        others = np.convolve(np.convolve(_binomial(w - 1, loop_busy), client), _spread(busy_instances, t))
+        runnable = 1.0 - (1.0 - loop_busy) * (1.0 - spin)  # working or spinning: it wants a core
+        others = np.convolve(np.convolve(_binomial(w - 1, runnable), client), _spread(busy_instances, t))
         loop_factor = _expected_share(1.0, others, c)
-    others = np.convolve(_binomial(w - 1, loop_busy), client)
+    others = np.convolve(_binomial(w - 1, runnable), client)
     by_loop = tuple((_expected_share(k * w * t, others, c) / max(1.0, k * w * t / c),
                      _expected_share(k * w * t + 1, others, c) / max(1.0, k * w * t / c))
                     for k in range(1, instances + 1))
-    model = tuple(idle + loop_busy * (busy - idle) for idle, busy in by_loop)
+    model = tuple(idle + runnable * (busy - idle) for idle, busy in by_loop)
     return Stretch(loop_factor, model, loop_busy, float(client[1]) if client.size > 1 else 0.0, by_loop)
 
 
