@@ -118,6 +118,7 @@ def scaled(prof: Profile, ratios: dict[str, float]) -> Profile:
     r = ratios["overhead"]
     overhead = {p: replace(o, serial_s=o.serial_s * r, delay_s=o.delay_s * r, wake_s=o.wake_s * r,
                            client_cpu_s=o.client_cpu_s * r, handoff_s=o.handoff_s * r,
+                           idle_loop_s=tuple(x * r for x in o.idle_loop_s),
                            latency_s=tuple(x * r for x in o.latency_s))
                 for p, o in prof.overhead.items()}
     return Profile(prof.model, prof.inputs, service, overhead, prof.machine)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from inferlab.perfmodel.cores import CpuDemand, stretch
+from inferlab.perfmodel.profile import ProtocolOverhead
 from inferlab.perfmodel.service import ServiceTimes
 from inferlab.perfmodel.simulator import BatchPolicy, Overhead, constant_arrivals, simulate, waking_fifo_departures
 
@@ -99,3 +100,24 @@ def test_a_spinning_loop_takes_a_core_from_the_instances() -> None:
     assert one.mean_latency_s == pytest.approx(0.015)
     alone = simulate(np.zeros(1), by_busy, BatchPolicy(), model_stretch=slow, loop_spin=0.5)
     assert alone.mean_latency_s == pytest.approx(0.010)
+
+
+def test_a_loop_that_slept_runs_its_next_request_from_cold_caches() -> None:
+    cold = {"idle_gap_s": (0.0, 1.0), "idle_extra_s": (0.0, 0.002)}
+    out = waking_fifo_departures(np.array([0.0, 1.0]), 0.001, 0.0, **cold)
+    assert out == pytest.approx([0.003, 1.0 + 0.001 + 0.002 * 0.997])  # asleep forever, then for 0.997 s
+    # Unlike the wake-up delay, the cold start holds the loop: the request behind it waits.
+    overhead = Overhead(serial_s=0.001, idle_gap_s=(0.0, 1.0), idle_loop_s=(0.005, 0.005))
+    r = simulate(np.array([0.0, 0.001]), ServiceTimes.constant(0.0), BatchPolicy(), overhead)
+    assert r.mean_latency_s == pytest.approx(0.006)  # the second: 5 ms waiting for the first's cold start, 1 ms own
+    # Its mean over Poisson arrivals: the loop has slept an exponential time, E[0.002 min(X, 1)] at rate 1.
+    demand = CpuDemand(cores=2, loop_s=0.001, idle_gap_s=(0.0, 1.0), idle_loop_s=(0.0, 0.002))
+    assert demand.cold_s(1.0) == pytest.approx(0.002 * (1 - np.exp(-1.0)), rel=0.01)
+    assert stretch(demand, 100.0, 0.0, 1).loop_busy > stretch(CpuDemand(cores=2, loop_s=0.001), 100.0, 0.0, 1).loop_busy
+
+
+def test_the_profile_splits_the_wake_up_penalty_into_loop_cpu_and_delay() -> None:
+    oh = ProtocolOverhead(serial_s=0.001, delay_s=0.0, idle_gap_s=(0.0, 0.001, 0.01),
+                          idle_penalty_s=(0.0, 0.0005, 0.001), idle_loop_s=(0.0, 0.0002, 0.0012)).as_overhead()
+    assert oh.idle_loop_s == pytest.approx((0.0, 0.0002, 0.0012))
+    assert oh.idle_penalty_s == pytest.approx((0.0, 0.0003, 0.0))  # the rest of the penalty, never below zero

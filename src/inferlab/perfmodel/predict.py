@@ -160,7 +160,8 @@ def _setup(profile: Profile, config: ModelConfig, protocol: str, workers: int, c
 
 def _loop_shared(overhead: Overhead, share: Stretch) -> Overhead:
     """The loop's cost stretched by its expected core sharing."""
-    return replace(overhead, serial_s=overhead.serial_s * share.loop, wake_s=overhead.wake_s * share.loop)
+    return replace(overhead, serial_s=overhead.serial_s * share.loop, wake_s=overhead.wake_s * share.loop,
+                   idle_loop_s=tuple(x * share.loop for x in overhead.idle_loop_s))
 
 
 def predict_with(

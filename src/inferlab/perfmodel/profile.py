@@ -56,7 +56,9 @@ class ProtocolOverhead:
     `serial_s` is CPU time on the server's event loop per request (it queues: it bounds throughput);
     `delay_s` is the rest of the unloaded latency beyond the model (client, kernel, loopback), which
     adds to every request but does not queue. `idle_penalty_s[k]` is the extra latency of a request
-    sent after the system sat idle for `idle_gap_s[k]`. `latency_s` keeps the raw back-to-back samples.
+    sent after the system sat idle for `idle_gap_s[k]`, of which `idle_loop_s[k]` is more event-loop CPU
+    (a loop that slept that long runs from cold caches): that part queues, the rest is delay.
+    `latency_s` keeps the raw back-to-back samples.
     A request that finds the loop idle costs it `wake_s` more (waking it, one epoll round per request;
     requests that arrive while it works share one). `client_cpu_s` is the load generator's CPU per
     request (it shares the cores when it runs on this machine); `handoff_s` is how long an instance sat
@@ -72,11 +74,14 @@ class ProtocolOverhead:
     handoff_s: float = 0.0
     wake_s: float = 0.0
     loop_busy: float = 1.0  # the loop's utilisation when 16 connections saturated the server
+    idle_loop_s: tuple[float, ...] = ()  # more loop CPU per request after each idle gap (part of idle_penalty_s)
 
     def as_overhead(self) -> Overhead:
         jitter = np.asarray(self.latency_s) - float(np.median(self.latency_s)) if self.latency_s else np.zeros(0)
-        return Overhead(self.serial_s, self.delay_s, self.wake_s, self.idle_gap_s, self.idle_penalty_s,
-                        tuple(jitter.tolist()), self.handoff_s)
+        cold = self.idle_loop_s if len(self.idle_loop_s) == len(self.idle_gap_s) else (0.0,) * len(self.idle_gap_s)
+        delay = tuple(max(0.0, p - c) for p, c in zip(self.idle_penalty_s, cold, strict=True))
+        return Overhead(self.serial_s, self.delay_s, self.wake_s, self.idle_gap_s, delay,
+                        tuple(jitter.tolist()), self.handoff_s, cold if any(cold) else ())
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +125,10 @@ class Profile:
         if entry is None:
             return None
         cores = int(self.machine.get("cpus") or os.cpu_count() or 1)
+        overhead = entry.as_overhead()
         return CpuDemand(cores, entry.serial_s, entry.client_cpu_s if client_on_host else 0.0, threads, workers,
-                         entry.wake_s, entry.loop_busy)
+                         entry.wake_s, entry.loop_busy, overhead.idle_gap_s if overhead.idle_loop_s else (),
+                         overhead.idle_loop_s)
 
     def overhead_for(self, protocol: str) -> Overhead:
         """The protocol's overhead, or none when the profile skipped the server (in-process predictions)."""
@@ -138,7 +145,7 @@ class Profile:
                 p: {"serial_s": o.serial_s, "delay_s": o.delay_s, "latency_s": list(o.latency_s),
                     "idle_gap_s": list(o.idle_gap_s), "idle_penalty_s": list(o.idle_penalty_s),
                     "client_cpu_s": o.client_cpu_s, "handoff_s": o.handoff_s, "wake_s": o.wake_s,
-                    "loop_busy": o.loop_busy}
+                    "loop_busy": o.loop_busy, "idle_loop_s": list(o.idle_loop_s)}
                 for p, o in self.overhead.items()
             },
             "machine": self.machine,
@@ -160,7 +167,8 @@ class Profile:
                     p: ProtocolOverhead(float(o["serial_s"]), float(o["delay_s"]), tuple(o.get("latency_s", ())),
                                         tuple(o.get("idle_gap_s", ())), tuple(o.get("idle_penalty_s", ())),
                                         float(o.get("client_cpu_s", 0.0)), float(o.get("handoff_s", 0.0)),
-                                        float(o.get("wake_s", 0.0)), float(o.get("loop_busy", 1.0)))
+                                        float(o.get("wake_s", 0.0)), float(o.get("loop_busy", 1.0)),
+                                        tuple(float(x) for x in o.get("idle_loop_s", ())))
                     for p, o in raw.get("overhead", {}).items()
                 },
                 machine=dict(raw.get("machine", {})),

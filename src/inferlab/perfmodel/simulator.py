@@ -4,7 +4,8 @@ The model mirrors the server's policy, so its predictions can be checked against
 
 * the front end (HTTP parsing, JSON decode/encode on the event loop) is one FIFO server whose
   per-request cost is `Overhead.serial_s`, plus `Overhead.wake_s` for a request that finds the loop
-  idle (it wakes the loop alone; requests that arrive while it works share a wake-up), plus a pure
+  idle (it wakes the loop alone; requests that arrive while it works share a wake-up) and
+  `Overhead.idle_loop_s` for how long the loop slept (it runs from cold caches), plus a pure
   delay `Overhead.delay_s` nobody queues for, plus a wake-up penalty for requests that find the
   whole system idle;
 * the queue admits a request unless `max_queue_size` requests already wait (then it is dropped);
@@ -72,6 +73,8 @@ class Overhead:
     also draws one of `jitter_s` (the unloaded latency minus its median): the tail that scheduling,
     allocation and other tenants add to every request, queue or no queue. `handoff_s` holds an instance
     after each batch (its requests' latency does not include it: the unloaded delay already does).
+    `idle_loop_s[k]` is more event-loop time for a request that finds the loop asleep for `idle_gap_s[k]`:
+    it queues, unlike the penalty.
     """
 
     serial_s: float = 0.0
@@ -81,9 +84,10 @@ class Overhead:
     idle_penalty_s: tuple[float, ...] = ()
     jitter_s: tuple[float, ...] = ()  # measured spread of the unloaded latency around its median
     handoff_s: float = 0.0
+    idle_loop_s: tuple[float, ...] = ()  # on the idle_gap_s grid
 
     def penalty(self, idle_s: FloatArray) -> FloatArray | float:
-        if not self.idle_gap_s:
+        if not self.idle_penalty_s:
             return 0.0
         out: FloatArray = np.interp(idle_s, self.idle_gap_s, self.idle_penalty_s)
         return out
@@ -140,14 +144,31 @@ def fifo_departures(arrivals: FloatArray, service: FloatArray) -> FloatArray:
     return departures
 
 
-def waking_fifo_departures(arrivals: FloatArray, serial_s: float, wake_s: float) -> FloatArray:
-    """A FIFO server whose service is `serial_s`, plus `wake_s` when the request finds it idle (a loop in Python)."""
+def waking_fifo_departures(arrivals: FloatArray, serial_s: float, wake_s: float,
+                           idle_gap_s: Sequence[float] = (), idle_extra_s: Sequence[float] = ()) -> FloatArray:
+    """A FIFO server whose service is `serial_s`, plus `wake_s` when the request finds it idle, plus
+    `idle_extra_s` interpolated at how long it has been idle (on the `idle_gap_s` grid; a loop in Python)."""
     out = np.empty(arrivals.size)
+    gaps, extra = list(idle_gap_s), list(idle_extra_s)
     last = -np.inf
     for i, a in enumerate(arrivals.tolist()):
-        last = (a + serial_s + wake_s) if a >= last else (last + serial_s)
+        if a >= last:
+            last = a + serial_s + wake_s + (_interp(a - last, gaps, extra) if gaps else 0.0)
+        else:
+            last += serial_s
         out[i] = last
     return out
+
+
+def _interp(x: float, xs: list[float], ys: list[float]) -> float:
+    """np.interp for one float, without numpy's per-call cost (this runs once per request)."""
+    j = bisect_right(xs, x)
+    if j >= len(xs):
+        return ys[-1]
+    if j == 0:
+        return ys[0]
+    x0, x1 = xs[j - 1], xs[j]
+    return ys[j - 1] + (ys[j] - ys[j - 1]) * (x - x0) / (x1 - x0)
 
 
 def simulate(
@@ -175,8 +196,9 @@ def simulate(
         raise InvalidInput("simulate: need at least one arrival")
     rng = np.random.default_rng(seed)
     front = arrivals
-    if overhead.wake_s > 0:
-        front = waking_fifo_departures(arrivals, overhead.serial_s, overhead.wake_s)
+    if overhead.wake_s > 0 or overhead.idle_loop_s:
+        front = waking_fifo_departures(arrivals, overhead.serial_s, overhead.wake_s, overhead.idle_gap_s,
+                                       overhead.idle_loop_s)
     elif overhead.serial_s > 0:
         front = fifo_departures(arrivals, np.full(n, overhead.serial_s))
     by_busy = [service] if isinstance(service, ServiceTimes) else list(service)
