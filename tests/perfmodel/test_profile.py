@@ -9,7 +9,7 @@ from inferlab.config import BatchingConfig, ModelConfig
 from inferlab.errors import InvalidInput
 from inferlab.perfmodel.overhead import apply_config, encode_call, measure_overhead, monotone_fit, server_process
 from inferlab.perfmodel.predict import predict
-from inferlab.perfmodel.profile import Profile, ProtocolOverhead, record_service_times
+from inferlab.perfmodel.profile import Profile, ProtocolOverhead, record_service_times, unstalled
 from tests.conftest import SHARED_MODELS, make_repository
 
 
@@ -115,3 +115,11 @@ def test_capacity_keeps_the_loop_wake_ups_seen_at_saturation() -> None:
     assert predict(prof, ModelConfig(), 100.0, requests=2000).capacity_rps == pytest.approx(1 / 0.0015, rel=1e-3)
     again = Profile.from_json(prof.to_json())
     assert again.overhead["v2-json"].loop_busy == 0.5 and again.overhead["v2-json"].wake_s == 0.001
+
+
+def test_calls_preempted_for_most_of_their_time_are_left_out() -> None:
+    calls = [(0.00001, 0.0), (0.00001, 0.000001), (0.035, 0.0349), (0.006, 0.0015), (0.010, 0.0004)]
+    # The 35 ms call sat off its CPU for all but 0.1 ms: a stall of the machine, not of the model. The 6 ms one
+    # was off it for 1.5 ms, a quarter of it: contention for the cores, which the profile is meant to measure.
+    assert unstalled(calls) == [0.00001, 0.00001, 0.006, 0.010]
+    assert unstalled([(0.02, 0.019)] * 3) == [0.02] * 3  # everything stalled: keep what there is

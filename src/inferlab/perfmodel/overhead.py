@@ -46,6 +46,7 @@ _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 _SATURATING_CONNECTIONS = 16
 _IDLE_GAPS_S = (0.0, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.02, 0.1)
 _MIN_PER_GAP = 15  # requests per idle gap: a median of fewer let one noisy moment set the whole curve
+_IDLE_PROBE_S = 0.3  # how long the idle loop's own CPU use is measured, to take it out of the idle gaps
 _OPEN_LOOP_SHARE = 0.5  # the client's open-loop CPU is measured at this share of the saturated rate
 
 
@@ -141,11 +142,14 @@ def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, sec
     _closed(url, call, 1, requests=10)  # warm-up: connections, first-call allocations
     round_s = sum(_IDLE_GAPS_S) + len(_IDLE_GAPS_S) * 3 * max(model_s, 1e-3)  # one request per gap
     per_gap = max(_MIN_PER_GAP, min(40, int(seconds / 4 / round_s)))
+    before = _main_thread_cpu_s(server.pid)
+    time.sleep(_IDLE_PROBE_S)
+    idle_cpu = (_main_thread_cpu_s(server.pid) - before) / _IDLE_PROBE_S  # the idle loop's own timers
     penalties, gap_cpu = [], []
     for gap in _IDLE_GAPS_S[1:]:
         before = _main_thread_cpu_s(server.pid)
         penalties.append(_latencies(_closed(url, call, 1, requests=per_gap, think_s=gap)))
-        gap_cpu.append((_main_thread_cpu_s(server.pid) - before) / per_gap)
+        gap_cpu.append((_main_thread_cpu_s(server.pid) - before) / per_gap - idle_cpu * gap)
     cpu0 = _main_thread_cpu_s(server.pid)
     latencies = _latencies(_closed(url, call, 1, duration_s=seconds / 4))  # each request wakes the idle loop
     cpu1 = _main_thread_cpu_s(server.pid)
