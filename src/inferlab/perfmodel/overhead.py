@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import IO
 
@@ -145,11 +146,13 @@ def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, sec
     before = _main_thread_cpu_s(server.pid)
     time.sleep(_IDLE_PROBE_S)
     idle_cpu = (_main_thread_cpu_s(server.pid) - before) / _IDLE_PROBE_S  # the idle loop's own timers
-    penalties, gap_cpu = [], []
+    penalties, gap_cpu, gaps = [], [], [0.0]
     for gap in _IDLE_GAPS_S[1:]:
         before = _main_thread_cpu_s(server.pid)
-        penalties.append(_latencies(_closed(url, call, 1, requests=per_gap, think_s=gap)))
-        gap_cpu.append((_main_thread_cpu_s(server.pid) - before) / per_gap - idle_cpu * gap)
+        paused = _closed(url, call, 1, requests=per_gap, think_s=gap)
+        gaps.append(max(gaps[-1] + 1e-6, _actual_gap_s(paused)))
+        penalties.append(_latencies(paused))
+        gap_cpu.append((_main_thread_cpu_s(server.pid) - before) / per_gap - idle_cpu * gaps[-1])
     cpu0 = _main_thread_cpu_s(server.pid)
     latencies = _latencies(_closed(url, call, 1, duration_s=seconds / 4))  # each request wakes the idle loop
     cpu1 = _main_thread_cpu_s(server.pid)
@@ -171,7 +174,7 @@ def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, sec
     curve = monotone_fit([0.0, *(max(0.0, float(np.median(lat)) - warm) for lat in penalties)])
     cold = monotone_fit([0.0, *(max(0.0, c - woken_s) for c in gap_cpu)])
     return ProtocolOverhead(serial_s=serial, delay_s=max(0.0, total - serial - wake),
-                            latency_s=tuple(latencies.tolist()), idle_gap_s=_IDLE_GAPS_S,
+                            latency_s=tuple(latencies.tolist()), idle_gap_s=tuple(gaps),
                             idle_penalty_s=tuple(curve), client_cpu_s=client_s,
                             handoff_s=handoff, wake_s=wake, loop_busy=busy, idle_loop_s=tuple(cold))
 
@@ -218,6 +221,14 @@ def _open_loop_client_cpu_s(url: str, call: InferCall, rate_rps: float, seconds:
                     arrivals=RateShape(((math.inf, rate_rps, rate_rps),), poisson=True), timeout_s=30.0)
     result = run(plan)
     return result.self_check.cpu_seconds / max(1, result.counts.requests)
+
+
+def _actual_gap_s(result: RunResult) -> float:
+    """The median time between a response and the next send on one connection: the pause asked for ends on
+    the event loop's millisecond timer, so a 0.25 ms pause is really ~1 ms; the curves use what happened."""
+    recs = sorted(result.requests, key=lambda r: r.sent_s)
+    gaps = [b.sent_s - (a.sent_s + a.service_ms / 1e3) for a, b in pairwise(recs)]
+    return float(np.median(gaps)) if gaps else 0.0
 
 
 def _latencies(result: RunResult) -> npt.NDArray[np.float64]:
