@@ -128,7 +128,8 @@ def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, sec
     100 ms (the wake-up penalty curve), with the event loop's CPU per request after each gap: a loop
     that slept runs its next request from cold caches, which costs it CPU time that queues (digits
     over JSON: 0.11 ms back to back, 0.34 ms per request at 1,000 Poisson arrivals/s), not just delay
-    (`idle_loop_s`). The event loop's CPU time per request (its thread's, from
+    (`idle_loop_s`: beyond an equal run without pauses, which pays for opening its connection too).
+    The event loop's CPU time per request (its thread's, from
     /proc) is measured twice: with one connection, where every request finds the loop idle, and with
     16 connections saturating the server (one instance, no batching), where most find it busy; the
     difference, over the loaded loop's utilisation, is what waking the loop costs (`wake_s`), the rest
@@ -146,6 +147,9 @@ def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, sec
     before = _main_thread_cpu_s(server.pid)
     time.sleep(_IDLE_PROBE_S)
     idle_cpu = (_main_thread_cpu_s(server.pid) - before) / _IDLE_PROBE_S  # the idle loop's own timers
+    before = _main_thread_cpu_s(server.pid)
+    _closed(url, call, 1, requests=per_gap)  # as the paused runs, without pauses: a run opens a connection
+    unpaused = (_main_thread_cpu_s(server.pid) - before) / per_gap
     penalties, gap_cpu, gaps = [], [], [0.0]
     for gap in _IDLE_GAPS_S[1:]:
         before = _main_thread_cpu_s(server.pid)
@@ -172,7 +176,7 @@ def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, sec
     total = max(0.0, warm - model_s)
     serial = max(0.0, min(total - wake, cpu_s - wake * (1.0 - busy)))
     curve = monotone_fit([0.0, *(max(0.0, float(np.median(lat)) - warm) for lat in penalties)])
-    cold = monotone_fit([0.0, *(max(0.0, c - woken_s) for c in gap_cpu)])
+    cold = monotone_fit([0.0, *(max(0.0, c - unpaused) for c in gap_cpu)])
     return ProtocolOverhead(serial_s=serial, delay_s=max(0.0, total - serial - wake),
                             latency_s=tuple(latencies.tolist()), idle_gap_s=tuple(gaps),
                             idle_penalty_s=tuple(curve), client_cpu_s=client_s,
