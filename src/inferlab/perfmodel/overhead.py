@@ -137,8 +137,9 @@ def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, sec
     (the server's Server-Timing `infer` span) there is the instance's hand-off between batches,
     `handoff_s`. The load generator's CPU per request, `client_cpu_s`, comes from an open-loop Poisson
     run at half the saturated rate, as predictions and validations load the server: open loop, each
-    request has its own timer wake-up and finds the client idle more often, which costs it 2-8x the
-    CPU of a closed-loop request (measured: digits 0.15 against 0.03 ms, mobilenet_v2 0.55 against 0.3 ms).
+    request has its own timer wake-up and finds the client idle more often, which costs it 2-3x the
+    CPU of a closed-loop request, more at low rates (digits 0.06-0.10 against 0.03 ms, mobilenet_v2
+    0.52-0.71 against 0.32-0.37 ms).
     """
     url = server.url
     _closed(url, call, 1, requests=10)  # warm-up: connections, first-call allocations
