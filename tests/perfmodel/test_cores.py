@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from inferlab.perfmodel.cores import CpuDemand, stretch
+from inferlab.perfmodel.profile import ProtocolOverhead
 from inferlab.perfmodel.service import ServiceTimes
 from inferlab.perfmodel.simulator import BatchPolicy, Overhead, constant_arrivals, simulate, waking_fifo_departures
 
@@ -71,3 +72,52 @@ def test_a_batch_slows_for_the_share_of_its_time_the_simulated_loop_works() -> N
     # First batch 0.010-0.030: the loop works all its (unstretched) 10 ms, so it runs 2x; the second starts at
     # 0.030 with the loop idle.
     assert shared.mean_latency_s == pytest.approx((0.030 + 0.040) / 2)
+
+
+def test_the_batcher_spins_the_loop_for_the_last_tick_of_each_wait() -> None:
+    # One request every 10 ms, 1 ms of service: each waits out the 2 ms delay alone, the last 1 ms spinning.
+    policy = BatchPolicy(max_batch_size=8, max_queue_delay_s=0.002, spin_s=0.001)
+    r = simulate(constant_arrivals(100.0, 200), ServiceTimes.constant(0.001), policy)
+    assert r.loop_spin == pytest.approx(0.001 / 0.010, rel=0.02)
+    short = simulate(constant_arrivals(100.0, 200), ServiceTimes.constant(0.001),
+                     BatchPolicy(max_batch_size=8, max_queue_delay_s=0.0005, spin_s=0.001))
+    assert short.loop_spin == pytest.approx(0.0005 / 0.010, rel=0.02)  # a wait shorter than a tick spins throughout
+    # Eight at once fill the batch: nobody waits, nothing spins.
+    full = simulate(np.zeros(8), ServiceTimes.constant(0.001), policy)
+    assert full.loop_spin == 0.0
+
+
+def test_a_spinning_loop_takes_a_core_from_the_instances() -> None:
+    # Two busy single-threaded instances on two cores: alone they fit; with the loop runnable, 3 threads share 2.
+    demand = CpuDemand(cores=2, loop_s=0.0)
+    assert stretch(demand, 100.0, 1.0, 2).model[1] == pytest.approx(1.0)
+    assert stretch(demand, 100.0, 1.0, 2, loop_spin=1.0).model[1] == pytest.approx(1.5)
+    assert stretch(demand, 100.0, 1.0, 2, loop_spin=0.5).model[1] == pytest.approx(1.25)
+    # In the simulation only a batch that leaves an instance free can overlap a spinning wait.
+    by_busy = [ServiceTimes.constant(0.010)]
+    slow = ((1.0, 2.0),)
+    one = simulate(np.zeros(1), by_busy, BatchPolicy(instances=2), model_stretch=slow, loop_spin=0.5)
+    assert one.mean_latency_s == pytest.approx(0.015)
+    alone = simulate(np.zeros(1), by_busy, BatchPolicy(), model_stretch=slow, loop_spin=0.5)
+    assert alone.mean_latency_s == pytest.approx(0.010)
+
+
+def test_a_loop_that_slept_runs_its_next_request_from_cold_caches() -> None:
+    cold = {"idle_gap_s": (0.0, 1.0), "idle_extra_s": (0.0, 0.002)}
+    out = waking_fifo_departures(np.array([0.0, 1.0]), 0.001, 0.0, **cold)
+    assert out == pytest.approx([0.003, 1.0 + 0.001 + 0.002 * 0.997])  # asleep forever, then for 0.997 s
+    # Unlike the wake-up delay, the cold start holds the loop: the request behind it waits.
+    overhead = Overhead(serial_s=0.001, idle_gap_s=(0.0, 1.0), idle_loop_s=(0.005, 0.005))
+    r = simulate(np.array([0.0, 0.001]), ServiceTimes.constant(0.0), BatchPolicy(), overhead)
+    assert r.mean_latency_s == pytest.approx(0.006)  # the second: 5 ms waiting for the first's cold start, 1 ms own
+    # Its mean over Poisson arrivals: the loop has slept an exponential time, E[0.002 min(X, 1)] at rate 1.
+    demand = CpuDemand(cores=2, loop_s=0.001, idle_gap_s=(0.0, 1.0), idle_loop_s=(0.0, 0.002))
+    assert demand.cold_s(1.0) == pytest.approx(0.002 * (1 - np.exp(-1.0)), rel=0.01)
+    assert stretch(demand, 100.0, 0.0, 1).loop_busy > stretch(CpuDemand(cores=2, loop_s=0.001), 100.0, 0.0, 1).loop_busy
+
+
+def test_the_profile_splits_the_wake_up_penalty_into_loop_cpu_and_delay() -> None:
+    oh = ProtocolOverhead(serial_s=0.001, delay_s=0.0, idle_gap_s=(0.0, 0.001, 0.01),
+                          idle_penalty_s=(0.0, 0.0005, 0.001), idle_loop_s=(0.0, 0.0002, 0.0012)).as_overhead()
+    assert oh.idle_loop_s == pytest.approx((0.0, 0.0002, 0.0012))
+    assert oh.idle_penalty_s == pytest.approx((0.0, 0.0003, 0.0))  # the rest of the penalty, never below zero

@@ -7,9 +7,9 @@ import pytest
 
 from inferlab.config import BatchingConfig, ModelConfig
 from inferlab.errors import InvalidInput
-from inferlab.perfmodel.overhead import apply_config, encode_call, measure_overhead, server_process
+from inferlab.perfmodel.overhead import apply_config, encode_call, measure_overhead, monotone_fit, server_process
 from inferlab.perfmodel.predict import predict
-from inferlab.perfmodel.profile import Profile, ProtocolOverhead, record_service_times
+from inferlab.perfmodel.profile import Profile, ProtocolOverhead, record_service_times, unstalled
 from tests.conftest import SHARED_MODELS, make_repository
 
 
@@ -55,6 +55,16 @@ def test_overhead_measured_through_a_real_server(digits_profile: Profile, tmp_pa
     assert 0 < oh.serial_s <= float(np.median(oh.latency_s))
     assert oh.delay_s >= 0
     assert binary.serial_s > 0 and len(binary.idle_penalty_s) == len(binary.idle_gap_s)
+    assert oh.client_cpu_s > 0 and list(oh.idle_penalty_s) == sorted(oh.idle_penalty_s)
+
+
+def test_the_wake_up_curve_pools_a_noisy_gap_with_its_neighbours() -> None:
+    assert monotone_fit([1.0, 3.0, 2.0, 4.0]) == pytest.approx([1.0, 2.5, 2.5, 4.0])  # the textbook PAVA case
+    assert monotone_fit([0.0, 0.1, 0.2]) == pytest.approx([0.0, 0.1, 0.2])  # already monotone: kept
+    # One noisy gap at 4.4 ms among ~1 ms ones: a running maximum would put 4.4 ms on every longer gap.
+    fit = monotone_fit([0.0, 4.4, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    assert fit == sorted(fit) and fit[-1] == pytest.approx((4.4 + 6.0) / 7)
+    assert sum(fit) == pytest.approx(10.4)  # pooling keeps the total (least squares under the order)
 
 
 def test_prediction_uses_the_configured_setting() -> None:
@@ -105,3 +115,11 @@ def test_capacity_keeps_the_loop_wake_ups_seen_at_saturation() -> None:
     assert predict(prof, ModelConfig(), 100.0, requests=2000).capacity_rps == pytest.approx(1 / 0.0015, rel=1e-3)
     again = Profile.from_json(prof.to_json())
     assert again.overhead["v2-json"].loop_busy == 0.5 and again.overhead["v2-json"].wake_s == 0.001
+
+
+def test_calls_preempted_for_most_of_their_time_are_left_out() -> None:
+    calls = [(0.00001, 0.0), (0.00001, 0.000001), (0.035, 0.0349), (0.006, 0.0015), (0.010, 0.0004)]
+    # The 35 ms call sat off its CPU for all but 0.1 ms: a stall of the machine, not of the model. The 6 ms one
+    # was off it for 1.5 ms, a quarter of it: contention for the cores, which the profile is meant to measure.
+    assert unstalled(calls) == [0.00001, 0.00001, 0.006, 0.010]
+    assert unstalled([(0.02, 0.019)] * 3) == [0.02] * 3  # everything stalled: keep what there is

@@ -31,6 +31,7 @@ import numpy as np
 from inferlab.perfmodel.service import FloatArray
 
 _ROUNDS = 8  # fixed-point rounds: the loop's utilisation depends on its own stretch
+_COLD_LEVELS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +41,8 @@ class CpuDemand:
     `client_s` is 0 when the client runs on another machine. `workers` server processes each have a
     loop and their share of the instances, each instance `threads` threads. A request finding its loop
     idle (probability 1 - the loop's utilisation) costs `wake_s` more; even saturated, requests found
-    it idle 1 - `saturated_busy` of the time in the profile, and capacity assumes no better.
+    it idle 1 - `saturated_busy` of the time in the profile, and capacity assumes no better. A loop
+    that slept costs more still, `idle_loop_s` interpolated at how long it slept (cold caches).
     """
 
     cores: int
@@ -50,6 +52,17 @@ class CpuDemand:
     workers: int = 1
     wake_s: float = 0.0  # more loop CPU for a request that finds the loop idle
     saturated_busy: float = 1.0  # the loop's utilisation when the server was saturated in the profile
+    idle_gap_s: tuple[float, ...] = ()  # with idle_loop_s: more loop CPU after the loop slept this long
+    idle_loop_s: tuple[float, ...] = ()
+
+    def cold_s(self, rate_rps: float) -> float:
+        """Mean extra loop CPU of a request that finds the loop asleep, for Poisson arrivals at `rate_rps`:
+        the loop has slept an exponential time with that rate (memoryless: since it emptied)."""
+        if not self.idle_loop_s or rate_rps <= 0:
+            return 0.0
+        u = (np.arange(_COLD_LEVELS) + 0.5) / _COLD_LEVELS
+        gaps = -np.log1p(-u) / rate_rps  # exponential quantiles
+        return float(np.mean(np.interp(gaps, self.idle_gap_s, self.idle_loop_s)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,21 +76,29 @@ class Stretch:
     model_by_loop: tuple[tuple[float, float], ...] = ()  # k-1 -> (slowdown with this worker's loop idle, busy)
 
 
-def stretch(demand: CpuDemand, rate_rps: float, instance_busy: float, instances: int) -> Stretch:
-    """The slowdowns at `rate_rps` per worker with each instance busy `instance_busy` of the time."""
+def stretch(demand: CpuDemand, rate_rps: float, instance_busy: float, instances: int, loop_spin: float = 0.0
+            ) -> Stretch:
+    """The slowdowns at `rate_rps` per worker with each instance busy `instance_busy` of the time.
+
+    `loop_spin` is the share of the time each loop also spins waiting for a batch's deadline: it holds
+    a core then (the others see the loop runnable) without doing any request's work.
+    """
     c, t, w = demand.cores, demand.threads, demand.workers
     client = _bernoulli(min(1.0, rate_rps * w * demand.client_s))
     busy_instances = _binomial(w * instances, min(1.0, max(0.0, instance_busy)))
-    loop_factor, loop_busy = 1.0, 0.0
+    spin = min(1.0, max(0.0, loop_spin))
+    loop_factor, loop_busy, runnable = 1.0, 0.0, spin
+    woken = demand.wake_s + demand.cold_s(rate_rps)
     for _ in range(_ROUNDS):
-        loop_busy = min(1.0, rate_rps * (demand.loop_s + demand.wake_s * (1.0 - loop_busy)) * loop_factor)
-        others = np.convolve(np.convolve(_binomial(w - 1, loop_busy), client), _spread(busy_instances, t))
+        loop_busy = min(1.0, rate_rps * (demand.loop_s + woken * (1.0 - loop_busy)) * loop_factor)
+        runnable = 1.0 - (1.0 - loop_busy) * (1.0 - spin)  # working or spinning: it wants a core
+        others = np.convolve(np.convolve(_binomial(w - 1, runnable), client), _spread(busy_instances, t))
         loop_factor = _expected_share(1.0, others, c)
-    others = np.convolve(_binomial(w - 1, loop_busy), client)
+    others = np.convolve(_binomial(w - 1, runnable), client)
     by_loop = tuple((_expected_share(k * w * t, others, c) / max(1.0, k * w * t / c),
                      _expected_share(k * w * t + 1, others, c) / max(1.0, k * w * t / c))
                     for k in range(1, instances + 1))
-    model = tuple(idle + loop_busy * (busy - idle) for idle, busy in by_loop)
+    model = tuple(idle + runnable * (busy - idle) for idle, busy in by_loop)
     return Stretch(loop_factor, model, loop_busy, float(client[1]) if client.size > 1 else 0.0, by_loop)
 
 

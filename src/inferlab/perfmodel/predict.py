@@ -14,6 +14,7 @@ from typing import Literal
 
 import numpy as np
 
+from inferlab.batching.batcher import _TIMER_TICK_S as BATCHER_SPIN_S  # its batcher spins the last tick of a wait
 from inferlab.config import ModelConfig
 from inferlab.errors import InvalidInput
 from inferlab.perfmodel.cores import CpuDemand, Stretch, stretch
@@ -62,6 +63,7 @@ def policy_from_config(config: ModelConfig) -> BatchPolicy:
         preferred_batch_sizes=config.batching.preferred_batch_sizes if batching else (),
         instances=config.instances,
         max_queue_size=config.batching.max_queue_size,
+        spin_s=BATCHER_SPIN_S if batching else 0.0,
     )
 
 
@@ -134,15 +136,15 @@ def predict(
     if capacity is None:
         capacity = capacity_rps(service, policy, overhead, demand) * workers
     if demand is not None:
-        busy = 0.0
+        busy, spin = 0.0, 0.0
         for _ in range(_SHARING_ROUNDS):
-            share = stretch(demand, rate_rps / workers, busy, policy.instances)
+            share = stretch(demand, rate_rps / workers, busy, policy.instances, spin)
             probe = predict_with(service, _loop_shared(overhead, share), policy, rate_rps, arrivals,
-                                 min(requests, _PROBE_REQUESTS), seed, trace_s, workers, share, capacity)
-            busy = probe.sim.utilisation
-        share = stretch(demand, rate_rps / workers, busy, policy.instances)
+                                 min(requests, _PROBE_REQUESTS), seed, trace_s, workers, share, capacity, spin)
+            busy, spin = probe.sim.utilisation, probe.sim.loop_spin
+        share = stretch(demand, rate_rps / workers, busy, policy.instances, spin)
         return predict_with(service, _loop_shared(overhead, share), policy, rate_rps, arrivals, requests, seed,
-                            trace_s, workers, share, capacity)
+                            trace_s, workers, share, capacity, spin)
     return predict_with(service, overhead, policy, rate_rps, arrivals, requests, seed, trace_s, workers, None, capacity)
 
 
@@ -158,18 +160,20 @@ def _setup(profile: Profile, config: ModelConfig, protocol: str, workers: int, c
 
 def _loop_shared(overhead: Overhead, share: Stretch) -> Overhead:
     """The loop's cost stretched by its expected core sharing."""
-    return replace(overhead, serial_s=overhead.serial_s * share.loop, wake_s=overhead.wake_s * share.loop)
+    return replace(overhead, serial_s=overhead.serial_s * share.loop, wake_s=overhead.wake_s * share.loop,
+                   idle_loop_s=tuple(x * share.loop for x in overhead.idle_loop_s))
 
 
 def predict_with(
     service: list[ServiceTimes], overhead: Overhead, policy: BatchPolicy, rate_rps: float,
     arrivals: ArrivalKind = "poisson", requests: int = 50_000, seed: int = 0, trace_s: FloatArray | None = None,
-    workers: int = 1, share: Stretch | None = None, capacity: float | None = None,
+    workers: int = 1, share: Stretch | None = None, capacity: float | None = None, loop_spin: float = 0.0,
 ) -> Prediction:
     """`predict` for already chosen service distributions (by instances busy), overhead and per-worker policy;
     with `share`, each batch runs slower by the core sharing for the instances busy and how busy the
     simulated loop is while it runs (`Stretch.model_by_loop`). Without `capacity`, the capacity leaves
-    core sharing out."""
+    core sharing out. `loop_spin` is the share of the time the loop spun waiting for batch deadlines in an
+    earlier run (`SimResult.loop_spin`)."""
     if workers < 1:
         raise InvalidInput(f"workers {workers} is not >= 1")
     times = _arrivals(arrivals, rate_rps, requests * workers, seed, trace_s)
@@ -178,7 +182,7 @@ def predict_with(
             else np.arange(times.size) % workers == 0
         times = times[mine]
     sim = simulate(times, service, policy, overhead, seed=seed + 1, warmup_fraction=0.05,
-                   model_stretch=share.model_by_loop if share else ())
+                   model_stretch=share.model_by_loop if share else (), loop_spin=loop_spin)
     if workers > 1:
         sim = replace(sim, offered_rps=sim.offered_rps * workers, throughput_rps=sim.throughput_rps * workers,
                       mean_queue_length=sim.mean_queue_length * workers, completed=sim.completed * workers,

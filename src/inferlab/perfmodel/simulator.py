@@ -4,7 +4,8 @@ The model mirrors the server's policy, so its predictions can be checked against
 
 * the front end (HTTP parsing, JSON decode/encode on the event loop) is one FIFO server whose
   per-request cost is `Overhead.serial_s`, plus `Overhead.wake_s` for a request that finds the loop
-  idle (it wakes the loop alone; requests that arrive while it works share a wake-up), plus a pure
+  idle (it wakes the loop alone; requests that arrive while it works share a wake-up) and
+  `Overhead.idle_loop_s` for how long the loop slept (it runs from cold caches), plus a pure
   delay `Overhead.delay_s` nobody queues for, plus a wake-up penalty for requests that find the
   whole system idle;
 * the queue admits a request unless `max_queue_size` requests already wait (then it is dropped);
@@ -14,7 +15,11 @@ The model mirrors the server's policy, so its predictions can be checked against
 * a batch of b requests occupies one of `instances` instances for a service time drawn from the
   measured distribution for size b (`ServiceTimes`), plus `Overhead.handoff_s` after it in which the
   instance cannot start another batch (results go back through the event loop, the next batch comes
-  from it).
+  from it);
+* while a batch waits for its deadline with an instance free, the server's batcher yields to the
+  event loop instead of sleeping for the last `spin_s` of the wait (its timers tick in whole
+  milliseconds): the loop's thread stays runnable then, so it takes a core from the instances
+  (`SimResult.loop_spin`, fed back through `loop_spin`).
 
 The front end is a Lindley recursion, vectorised with numpy; the batcher is an event loop over plain
 Python lists (no numpy scalars in the loop), so 100k requests take well under a second.
@@ -50,9 +55,11 @@ class BatchPolicy:
     preferred_batch_sizes: tuple[int, ...] = ()
     instances: int = 1
     max_queue_size: int = 0  # 0: unbounded
+    spin_s: float = 0.0  # the last this-long of a batch's wait keeps the event loop busy (batching/batcher.py)
 
     def __post_init__(self) -> None:
-        if self.max_batch_size < 1 or self.instances < 1 or self.max_queue_size < 0 or self.max_queue_delay_s < 0:
+        if (self.max_batch_size < 1 or self.instances < 1 or self.max_queue_size < 0 or self.max_queue_delay_s < 0
+                or self.spin_s < 0):
             raise InvalidInput(f"batch policy {self}: sizes and instances must be >= 1, delay and queue size >= 0")
 
 
@@ -66,6 +73,8 @@ class Overhead:
     also draws one of `jitter_s` (the unloaded latency minus its median): the tail that scheduling,
     allocation and other tenants add to every request, queue or no queue. `handoff_s` holds an instance
     after each batch (its requests' latency does not include it: the unloaded delay already does).
+    `idle_loop_s[k]` is more event-loop time for a request that finds the loop asleep for `idle_gap_s[k]`:
+    it queues, unlike the penalty.
     """
 
     serial_s: float = 0.0
@@ -75,9 +84,10 @@ class Overhead:
     idle_penalty_s: tuple[float, ...] = ()
     jitter_s: tuple[float, ...] = ()  # measured spread of the unloaded latency around its median
     handoff_s: float = 0.0
+    idle_loop_s: tuple[float, ...] = ()  # on the idle_gap_s grid
 
     def penalty(self, idle_s: FloatArray) -> FloatArray | float:
-        if not self.idle_gap_s:
+        if not self.idle_penalty_s:
             return 0.0
         out: FloatArray = np.interp(idle_s, self.idle_gap_s, self.idle_penalty_s)
         return out
@@ -100,6 +110,7 @@ class SimResult:
     completed: int
     dropped: int
     mean_batch_size: float
+    loop_spin: float = 0.0  # share of the time the event loop spins, waiting for a batch's deadline
 
 
 def constant_arrivals(rate_rps: float, n: int) -> FloatArray:
@@ -133,14 +144,31 @@ def fifo_departures(arrivals: FloatArray, service: FloatArray) -> FloatArray:
     return departures
 
 
-def waking_fifo_departures(arrivals: FloatArray, serial_s: float, wake_s: float) -> FloatArray:
-    """A FIFO server whose service is `serial_s`, plus `wake_s` when the request finds it idle (a loop in Python)."""
+def waking_fifo_departures(arrivals: FloatArray, serial_s: float, wake_s: float,
+                           idle_gap_s: Sequence[float] = (), idle_extra_s: Sequence[float] = ()) -> FloatArray:
+    """A FIFO server whose service is `serial_s`, plus `wake_s` when the request finds it idle, plus
+    `idle_extra_s` interpolated at how long it has been idle (on the `idle_gap_s` grid; a loop in Python)."""
     out = np.empty(arrivals.size)
+    gaps, extra = list(idle_gap_s), list(idle_extra_s)
     last = -np.inf
     for i, a in enumerate(arrivals.tolist()):
-        last = (a + serial_s + wake_s) if a >= last else (last + serial_s)
+        if a >= last:
+            last = a + serial_s + wake_s + (_interp(a - last, gaps, extra) if gaps else 0.0)
+        else:
+            last += serial_s
         out[i] = last
     return out
+
+
+def _interp(x: float, xs: list[float], ys: list[float]) -> float:
+    """np.interp for one float, without numpy's per-call cost (this runs once per request)."""
+    j = bisect_right(xs, x)
+    if j >= len(xs):
+        return ys[-1]
+    if j == 0:
+        return ys[0]
+    x0, x1 = xs[j - 1], xs[j]
+    return ys[j - 1] + (ys[j] - ys[j - 1]) * (x - x0) / (x1 - x0)
 
 
 def simulate(
@@ -151,6 +179,7 @@ def simulate(
     seed: int = 0,
     warmup_fraction: float = 0.0,
     model_stretch: Sequence[tuple[float, float]] = (),
+    loop_spin: float = 0.0,
 ) -> SimResult:
     """Run the arrivals through the front end and the batcher; statistics skip the first `warmup_fraction`.
 
@@ -158,15 +187,18 @@ def simulate(
     a batch draws from the one for the instances busy when it starts, itself included, so two instances
     slow each other only while both compute. The last one serves any higher count. `model_stretch[k-1]`
     (core sharing, `cores.py`) is the slowdown of a batch with k instances busy while the event loop is
-    idle and while it is busy; the batch gets the mix for the share of its time the simulated loop is busy.
+    idle and while it is busy; the batch gets the mix for the share of its time the simulated loop is busy,
+    and, when another instance is free (whose batch may be waiting), for `loop_spin` of the rest (the
+    share of the time the loop spins waiting for a deadline, from an earlier run: `SimResult.loop_spin`).
     """
     n = int(arrivals.size)
     if n == 0:
         raise InvalidInput("simulate: need at least one arrival")
     rng = np.random.default_rng(seed)
     front = arrivals
-    if overhead.wake_s > 0:
-        front = waking_fifo_departures(arrivals, overhead.serial_s, overhead.wake_s)
+    if overhead.wake_s > 0 or overhead.idle_loop_s:
+        front = waking_fifo_departures(arrivals, overhead.serial_s, overhead.wake_s, overhead.idle_gap_s,
+                                       overhead.idle_loop_s)
     elif overhead.serial_s > 0:
         front = fifo_departures(arrivals, np.full(n, overhead.serial_s))
     by_busy = [service] if isinstance(service, ServiceTimes) else list(service)
@@ -177,16 +209,16 @@ def simulate(
     levels = rng.integers(0, _LEVELS, n).tolist()
     front_s = front - np.maximum(arrivals, np.concatenate(([-np.inf], front[:-1])))  # each one's loop time
     loop = _LoopBusy(front - front_s, front_s) if model_stretch else None
-    started, done, batches, busy_s = _run_batcher(front.tolist(), tables, levels, policy, overhead.handoff_s,
-                                                  list(model_stretch), loop)
+    started, done, batches, busy_s, spin_s = _run_batcher(front.tolist(), tables, levels, policy, overhead.handoff_s,
+                                                          list(model_stretch), loop, loop_spin)
     jitter = rng.choice(np.asarray(overhead.jitter_s), n) if overhead.jitter_s else np.zeros(n)
-    return _summarise(arrivals, front_s, np.asarray(started), np.asarray(done), batches, busy_s, policy, overhead,
-                      jitter, int(n * warmup_fraction))
+    return _summarise(arrivals, front_s, np.asarray(started), np.asarray(done), batches, busy_s, spin_s, policy,
+                      overhead, jitter, int(n * warmup_fraction))
 
 
 def _summarise(
     arrivals: FloatArray, front_s: FloatArray, started: FloatArray, done: FloatArray, batches: int, busy_s: float,
-    policy: BatchPolicy, overhead: Overhead, jitter: FloatArray, skip: int,
+    spin_s: float, policy: BatchPolicy, overhead: Overhead, jitter: FloatArray, skip: int,
 ) -> SimResult:
     """Statistics from per-request times; the queue length is the time average, by Little's law."""
     ok_all = ~np.isnan(done)
@@ -214,6 +246,7 @@ def _summarise(
         completed=completed,
         dropped=int(a.size) - completed,
         mean_batch_size=int(ok_all.sum()) / max(batches, 1),
+        loop_spin=min(1.0, spin_s / span) if span > 0 else 0.0,
     )
 
 
@@ -237,8 +270,9 @@ class _LoopBusy:
 def _run_batcher(
     arrivals: list[float], tables: list[list[list[float]]], levels: list[int], policy: BatchPolicy,
     handoff: float = 0.0, model_stretch: list[tuple[float, float]] | None = None, loop: _LoopBusy | None = None,
-) -> tuple[list[float], list[float], int, float]:
-    """The event loop: batch start and completion per request (nan when dropped), batches, busy time."""
+    loop_spin: float = 0.0,
+) -> tuple[list[float], list[float], int, float, float]:
+    """The event loop: batch start and completion per request (nan when dropped), batches, busy time, spin time."""
     n = len(arrivals)
     maxb = policy.max_batch_size
     delay = policy.max_queue_delay_s
@@ -253,6 +287,7 @@ def _run_batcher(
     last = 0.0
     batches = 0
     busy = 0.0
+    spin = 0.0
 
     while True:
         t = max(heapq.heappop(free), last)
@@ -266,6 +301,7 @@ def _run_batcher(
             t = arrivals[nxt]
             queue.append(nxt)
             nxt += 1
+        waiting_from = t
         while True:
             k = len(queue) - head
             if k >= maxb:
@@ -286,11 +322,16 @@ def _run_batcher(
                 nxt += 1
             else:
                 t = deadline
+        if policy.spin_s > 0 and delay > 0:  # the server's batcher yields to the loop for the wait's last spin_s
+            spin += max(0.0, t - max(waiting_from, arrivals[queue[head]] + delay - policy.spin_s))
         running = sum(1 for f in free if f > t)  # the other instances still computing
         s = tables[running][size][levels[batches]]
         if model_stretch and loop is not None:
             idle, busy_loop = model_stretch[min(running, len(model_stretch) - 1)]
-            s *= idle + loop.share(t, t + s) * (busy_loop - idle)
+            share = loop.share(t, t + s)
+            if running + 1 < policy.instances:  # a free instance's batch may be waiting: the loop may spin
+                share += (1.0 - share) * loop_spin
+            s *= idle + share * (busy_loop - idle)
         end = t + s
         for i in queue[head : head + size]:
             started[i] = t
@@ -300,7 +341,7 @@ def _run_batcher(
         busy += s + handoff
         last = t
         heapq.heappush(free, end + handoff)
-    return started, done, batches, busy
+    return started, done, batches, busy, spin
 
 
 def _check_rate(rate_rps: float, n: int) -> None:
