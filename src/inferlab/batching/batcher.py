@@ -24,7 +24,7 @@ from inferlab.batching.queue import Entry, RequestQueue
 from inferlab.errors import DeadlineExceeded, InferlabError, ModelNotReady, RuntimeFailure
 from inferlab.messages import InferRequest
 
-_TIMER_TICK_S = 0.001
+TIMER_TICK_S = 0.001  # uvloop timers tick in whole ms: the last tick is waited out by yielding (perfmodel models it)
 
 
 class BatchObserver(Protocol):
@@ -135,8 +135,8 @@ class DynamicBatcher:
         if self._timer is not None:
             self._timer.cancel()
         loop = asyncio.get_running_loop()
-        if delay_s > _TIMER_TICK_S:
-            self._timer = loop.call_later(delay_s - _TIMER_TICK_S, self._on_timer)
+        if delay_s > TIMER_TICK_S:
+            self._timer = loop.call_later(delay_s - TIMER_TICK_S, self._on_timer)
         else:
             self._timer = loop.call_soon(self._on_timer)
 

@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from inferlab.batching.batcher import _TIMER_TICK_S as BATCHER_SPIN_S  # its batcher spins the last tick of a wait
+from inferlab.batching.batcher import TIMER_TICK_S as BATCHER_SPIN_S  # its batcher spins the last tick of a wait
 from inferlab.config import ModelConfig
 from inferlab.errors import InvalidInput
 from inferlab.perfmodel.cores import CpuDemand, Stretch, stretch
