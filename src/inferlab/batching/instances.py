@@ -133,16 +133,24 @@ class _Lane:
 
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:
-            loop, inputs, outputs, done = job
-            try:
-                result, start, end = self._infer(self._runtime, inputs, outputs)
-            except InferlabError as exc:
-                reply: tuple[Outputs | InferlabError, float, float] = (exc, 0.0, 0.0)
-            except Exception as exc:  # _infer wraps everything it can; this is a bug: say so, keep serving
-                reply = (RuntimeFailure(f"{type(exc).__name__}: {exc}"), 0.0, 0.0)
-            else:
-                reply = (result, start, end)
-            try:
-                loop.call_soon_threadsafe(done, *reply)
-            except RuntimeError:  # the loop has closed (server shutting down): nobody waits for this batch
+            reported = self._serve(*job)
+            job = None  # the batch's tensors are not kept alive while the thread waits for the next batch
+            if not reported:
                 return
+
+    def _serve(self, loop: asyncio.AbstractEventLoop, inputs: dict[str, Array], outputs: list[str] | None,
+               done: Done) -> bool:
+        """Run one batch and report it on the loop; False once the loop has closed."""
+        try:
+            result, start, end = self._infer(self._runtime, inputs, outputs)
+        except InferlabError as exc:
+            reply: tuple[Outputs | InferlabError, float, float] = (exc, 0.0, 0.0)
+        except Exception as exc:  # _infer wraps everything it can; this is a bug: say so, keep serving
+            reply = (RuntimeFailure(f"{type(exc).__name__}: {exc}"), 0.0, 0.0)
+        else:
+            reply = (result, start, end)
+        try:
+            loop.call_soon_threadsafe(done, *reply)
+        except RuntimeError:  # the loop has closed (server shutting down): nobody waits for this batch
+            return False
+        return True
