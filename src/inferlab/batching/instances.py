@@ -81,15 +81,9 @@ class InstancePool:
             return
         lane = self._lanes.get(id(runtime))
         if lane is None:
-            lane = self._lanes[id(runtime)] = _Lane(f"infer_{len(self._lanes)}", self._infer, runtime)
-        lane.submit(asyncio.get_running_loop(), inputs, outputs, self._finisher(runtime, done))
-
-    def _finisher(self, runtime: Runtime, done: Done) -> Callable[[Outputs | InferlabError, float, float], None]:
-        def finished(result: Outputs | InferlabError, start: float, end: float) -> None:
-            self._idle.append(runtime)
-            done(result, start, end)
-
-        return finished
+            lane = self._lanes[id(runtime)] = _Lane(f"infer_{len(self._lanes)}", self._infer, runtime,
+                                                    self._idle.append)
+        lane.submit(asyncio.get_running_loop(), inputs, outputs, done)
 
     def close(self) -> None:
         for lane in self._lanes.values():
@@ -114,12 +108,14 @@ class InstancePool:
 
 
 class _Lane:
-    """One instance's thread: runs the batches it is given, one at a time, and reports each on the loop."""
+    """One instance's thread: runs the batches it is given, one at a time, and reports each on the loop,
+    where it first hands its instance back (`release`)."""
 
     def __init__(self, name: str, infer: Callable[[Runtime, dict[str, Array], list[str] | None],
-                 tuple[Outputs, float, float]], runtime: Runtime) -> None:
+                 tuple[Outputs, float, float]], runtime: Runtime, release: Callable[[Runtime], None]) -> None:
         self._infer = infer
         self._runtime = runtime
+        self._release = release
         self._jobs: SimpleQueue[tuple[asyncio.AbstractEventLoop, dict[str, Array], list[str] | None, Done] | None]
         self._jobs = SimpleQueue()
         threading.Thread(target=self._run, name=name, daemon=True).start()
@@ -150,7 +146,11 @@ class _Lane:
         else:
             reply = (result, start, end)
         try:
-            loop.call_soon_threadsafe(done, *reply)
+            loop.call_soon_threadsafe(self._report, done, *reply)
         except RuntimeError:  # the loop has closed (server shutting down): nobody waits for this batch
             return False
         return True
+
+    def _report(self, done: Done, result: Outputs | InferlabError, start: float, end: float) -> None:
+        self._release(self._runtime)
+        done(result, start, end)

@@ -76,7 +76,7 @@ class InferenceHttpProtocol(HttpToolsProtocol, asyncio.BufferedProtocol):
         self._read = bytearray(_READ_BYTES)
         self._read_view = memoryview(self._read)
         self._body: memoryview | None = None  # the body being collected, Content-Length long
-        self._body_view: memoryview | None = None  # set while the loop reads into the body directly
+        self._direct = False  # the loop reads into `_body` itself (the parser has had all it will see)
         self._filled = 0
         self._receive: _BufferReceive | None = None  # set when the body goes to the route uncopied
 
@@ -85,14 +85,14 @@ class InferenceHttpProtocol(HttpToolsProtocol, asyncio.BufferedProtocol):
 
     # -- the event loop's reads ------------------------------------------------------------------
     def get_buffer(self, sizehint: int) -> memoryview:
-        if self._body_view is not None:
-            return self._body_view[self._filled:]
+        if self._direct:
+            return self._body[self._filled:]  # type: ignore[index]  # set whenever _direct is
         return self._read_view
 
     def buffer_updated(self, nbytes: int) -> None:
-        if self._body_view is not None:
+        if self._direct:
             self._filled += nbytes
-            if self._filled == len(self._body_view):
+            if self._filled == len(self._body):  # type: ignore[arg-type]
                 # The parser still expects the body it never saw: the next request gets a fresh one.
                 self.parser = httptools.HttpRequestParser(self)
                 self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
@@ -101,15 +101,15 @@ class InferenceHttpProtocol(HttpToolsProtocol, asyncio.BufferedProtocol):
         self.data_received(self._read_view[:nbytes])  # type: ignore[arg-type]  # the parser takes any buffer
         if self._body is not None and self.parser is not None:
             # The read ended inside the body (its end would have delivered it): read the rest directly.
-            self._body_view = self._body
+            self._direct = True
 
     # -- parser callbacks --------------------------------------------------------------------------
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
-        length = self._direct_length()
-        if length is None:
+        plan = self._body_plan()
+        if plan is None:
             return
-        tensor_offset = self._binary_header_length(length)
+        length, tensor_offset = plan
         # Not zeroed: every byte is written before it is read. Large allocations are mapped lazily, so a
         # client that declares a large body and sends little of it commits little memory.
         raw = np.empty(length + _ALIGN, np.uint8)
@@ -135,31 +135,30 @@ class InferenceHttpProtocol(HttpToolsProtocol, asyncio.BufferedProtocol):
         else:
             self._deliver()
 
-    def _direct_length(self) -> int | None:
-        """The Content-Length to collect directly, or None for uvicorn's own path."""
+    def _body_plan(self) -> tuple[int, int | None] | None:
+        """(Content-Length, where a V2 binary request's tensors start) for a body to collect directly, or
+        None for uvicorn's own path. A bad binary header length is the route's to refuse: no alignment then."""
         if self.pipeline or self.parser.should_upgrade() or self.cycle is None:
             return None
-        length = None
+        length = tensors = None
         for name, value in self.headers:
             if name == b"content-length":
                 length = value
+            elif name == _BINARY_HEADER:
+                tensors = value
             elif name == b"transfer-encoding":
                 return None
         if length is None or not length.isdigit():
             return None
         size = int(length)
-        return size if DIRECT_BODY_BYTES <= size <= self._max_body_bytes else None
-
-    def _binary_header_length(self, length: int) -> int | None:
-        """Where a V2 binary request's tensors start, when it is one (a bad value is the route's to refuse)."""
-        for name, value in self.headers:
-            if name == _BINARY_HEADER:
-                return int(value) if value.isdigit() and int(value) <= length else None
-        return None
+        if not DIRECT_BODY_BYTES <= size <= self._max_body_bytes:
+            return None
+        offset = int(tensors) if tensors is not None and tensors.isdigit() else None
+        return size, offset if offset is not None and offset <= size else None
 
     def _deliver(self) -> None:
         """The whole body to the request, as one ASGI message; back to parsing what follows."""
-        body, self._body, self._body_view = self._body, None, None
+        body, self._body, self._direct = self._body, None, False
         receive, self._receive = self._receive, None
         cycle = self.cycle
         if body is None or cycle.response_complete:
