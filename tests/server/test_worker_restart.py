@@ -25,6 +25,7 @@ from tests.serve_process import ServeProcess, fresh, serve_workers, start_serve
 from tests.server.crashing_worker import ready_then_exit
 
 FRESH_CONNECTIONS = 24  # enough new connections that both workers answer some (measured ~9:15)
+MAX_FRESH_CONNECTIONS = 400  # a run of 24 once all went to one worker
 
 
 def _infer(request_id: str, rows: int = 1) -> dict[str, object]:
@@ -85,9 +86,13 @@ def test_a_killed_worker_is_replaced_and_the_replacement_sees_the_repository_cha
     workers = server.worker_pids()
     assert workers == (before - {victim}) | {replacement}
     # Every worker, the replacement included, serves the uploaded model with the config loaded through the API,
-    for i in range(FRESH_CONNECTIONS):
+    answered: set[object] = set()
+    for i in range(MAX_FRESH_CONNECTIONS):  # the kernel picks the worker that accepts: try until both have
         assert fresh(url).post("/v2/models/digits2/infer", json=_infer(f"after-{i}")).status_code == 200
-    assert {line["pid"] for line in server.access_log("after-")} == workers
+        answered = {line["pid"] for line in server.access_log("after-")}
+        if answered == workers:
+            break
+    assert answered == workers
     assert {fresh(url).post("/v2/models/digits2/infer", json=_infer("big", rows=3)).status_code
             for _ in range(FRESH_CONNECTIONS)} == {400}  # max_batch_size 2
     # and keeps the unloaded model unloaded.
