@@ -8,16 +8,16 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
 import orjson
+import pytest
 import uvicorn
 
-from inferlab.server.http_protocol import InferenceHttpProtocol
+from inferlab.server.http_protocol import InferenceHttpProtocol, http_protocol
 
 # struct tcp_info (linux/tcp.h): tcpi_data_segs_in is the u32 at byte 152 (Linux >= 4.6).
 _TCP_INFO_BYTES = 256
@@ -68,7 +68,7 @@ def test_each_response_is_one_segment(base_url: str) -> None:
 def asgi_server(app: Any, max_body_bytes: int = 4 * 1024 * 1024) -> Iterator[tuple[str, int]]:
     """`app` on uvicorn with inferlab's HTTP protocol, on a loopback port, in a thread."""
     config = uvicorn.Config(app, host="127.0.0.1", port=0, loop="uvloop", log_level="warning",
-                            http=partial(InferenceHttpProtocol, max_body_bytes=max_body_bytes))  # type: ignore[arg-type]
+                            http=http_protocol(max_body_bytes))  # type: ignore[arg-type]
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -138,6 +138,24 @@ def test_a_large_body_reaches_the_route_whole_in_one_message() -> None:
     assert seen["messages"] == 1 and seen["type"] == "bytes" and seen["length"] == len(body)
     assert seen["sha"] == hashlib.sha256(body).hexdigest()
     assert small["length"] == 100 and small["sha"] == hashlib.sha256(b"x" * 100).hexdigest()
+
+
+def test_a_large_body_is_read_into_its_buffer_not_through_the_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a read that also carried the head may pass body bytes through the parser (uvloop, given an
+    asyncio.Protocol, would call data_received for every read: all 600,000 bytes, 12 calls here)."""
+    parsed: list[int] = []
+    on_body = InferenceHttpProtocol.on_body
+
+    def counting(self: InferenceHttpProtocol, body: bytes) -> None:
+        parsed.append(len(body))
+        on_body(self, body)
+
+    monkeypatch.setattr(InferenceHttpProtocol, "on_body", counting)
+    body = np.random.default_rng(1).integers(0, 256, 600_000, dtype=np.uint8).tobytes()
+    with asgi_server(body_report) as address, socket.create_connection(address) as sock:
+        seen = post(sock, body, pieces=12)
+    assert seen["sha"] == hashlib.sha256(body).hexdigest() and seen["messages"] == 1
+    assert len(parsed) <= 1 and sum(parsed) < 64 * 1024, parsed
 
 
 def test_a_v2_binary_body_comes_uncopied_with_its_tensor_aligned() -> None:

@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import partial
 from multiprocessing.synchronize import Event
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from inferlab.repository.store import ModelStore
 from inferlab.runtimes import RuntimeLoader
 from inferlab.server.grpc import start_grpc
 from inferlab.server.http import build_app
-from inferlab.server.http_protocol import InferenceHttpProtocol
+from inferlab.server.http_protocol import http_protocol
 from inferlab.server.metrics import Metrics
 from inferlab.server.service import InferenceService
 from inferlab.server.status import http_status
@@ -88,7 +87,7 @@ def uvicorn_config(server: Server) -> uvicorn.Config:
         host=c.host,
         port=c.http_port,
         loop="uvloop",
-        http=partial(InferenceHttpProtocol, max_body_bytes=c.max_body_bytes),  # type: ignore[arg-type]
+        http=http_protocol(c.max_body_bytes),  # type: ignore[arg-type]
         access_log=False,  # server/timing.py writes the access log, as JSON lines
         log_level="warning",
         ssl_certfile=str(c.tls_cert) if c.tls_cert else None,
