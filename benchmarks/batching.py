@@ -41,15 +41,17 @@ WRK_BODY = ROOT / "benchmarks" / "wrk_body.lua"  # wrk_post.lua plus Content-Typ
 BINARY = "mobilenet_v2 (binary)"
 MODELS = ("digits_mlp", "mobilenet_v2", "minilm_l6_int8")
 CONNECTIONS = (1, 8, 64)
-# Batching settings a user would pick per model, from onnxruntime's numbers on this CPU. A queue delay
-# pays only where a fuller batch computes faster per row: minilm gains ~25% from batch 8, so it waits up
-# to 0.5 ms for one. Digits (~15 us a call) is transport-bound, and mobilenet_v2 computes fastest at batch
-# 2 (2 sessions x 1 thread: ~449/s at batch 2, ~435/s at 1, ~375/s at 8), so a wait would only add latency
-# at low load: they batch only what queues up on its own while every instance is busy (delay 0).
+# Batching settings a user would pick per model, from onnxruntime's numbers on this CPU. minilm computes
+# faster per row at batch 8 (+9-25% over batch 1, depending on the machine), digits (~15 us a call) is
+# transport-bound, and mobilenet_v2 computed fastest at batch 2 on the 23 Nov machine (2 sessions x 1
+# thread: ~449/s at batch 2, ~435/s at 1). None of them waits (delay 0): with two workers the cells'
+# connections queue requests on their own while every instance is busy, which fills minilm's batches of 8
+# at 64 connections, and a wait only adds latency at low load (minilm, 6 Dec: with a 500 us delay the c=1
+# p50 ratio was 1.11 and 1.20 and c=64 gained 1.09x and 1.16x; with none, 1.02 and 1.16x).
 BATCHING = {
     "digits_mlp": "max_batch_size: 64\nbatching:\n  max_queue_delay_us: 0\n",
     "mobilenet_v2": "max_batch_size: 2\nbatching:\n  max_queue_delay_us: 0\n",
-    "minilm_l6_int8": "max_batch_size: 8\nbatching:\n  max_queue_delay_us: 500\n",
+    "minilm_l6_int8": "max_batch_size: 8\nbatching:\n  max_queue_delay_us: 0\n",
 }
 # Batch sizes the settings above run that raw_ort.py does not measure: the ceiling includes them too.
 EXTRA_CEILING_BATCHES = {"mobilenet_v2": (2,)}
