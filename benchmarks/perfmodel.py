@@ -143,7 +143,8 @@ def run(models: list[str], protocol: str | None, quick: bool, config_filter: str
         if profiles:
             prof.save(profiles / f"{model}.profile.json")
         oh = prof.overhead[proto]
-        print(f"# {model} over {proto}: loop {oh.serial_s * 1e3:.3f} ms/req, delay {oh.delay_s * 1e3:.3f} ms, "
+        print(f"# {model} over {proto}: loop {oh.serial_s * 1e3:.3f} ms/req + {oh.wake_s * 1e3:.3f} ms/wake-up, "
+              f"delay {oh.delay_s * 1e3:.3f} ms, "
               f"client {oh.client_cpu_s * 1e3:.3f} ms/req, hand-off {oh.handoff_s * 1e3:.3f} ms/batch, "
               f"model b=1 {np.median(prof.service_s['1x1'][1]) * 1e3:.3f} ms; load average {os.getloadavg()[0]:.2f}")
         call = encode_call(proto, model, prof.inputs)

@@ -64,14 +64,14 @@ def test_only_requests_finding_the_loop_idle_pay_for_waking_it() -> None:
 
 
 def test_a_batch_slows_for_the_share_of_its_time_the_simulated_loop_works() -> None:
-    arrivals = np.zeros(2)  # two at once: the loop parses the second while the first one's batch runs
+    arrivals = np.array([0.0, 0.010])  # the loop parses the second while the first one's batch runs
     front = Overhead(serial_s=0.010)
     plain = simulate(arrivals, ServiceTimes.constant(0.010), BatchPolicy(), front)
     shared = simulate(arrivals, ServiceTimes.constant(0.010), BatchPolicy(), front, model_stretch=((1.0, 2.0),))
-    assert plain.mean_latency_s == pytest.approx((0.020 + 0.030) / 2)
+    assert plain.mean_latency_s == pytest.approx(0.020)
     # First batch 0.010-0.030: the loop works all its (unstretched) 10 ms, so it runs 2x; the second starts at
-    # 0.030 with the loop idle.
-    assert shared.mean_latency_s == pytest.approx((0.030 + 0.040) / 2)
+    # 0.030 with the loop idle and ends at 0.040.
+    assert shared.mean_latency_s == pytest.approx((0.030 + 0.030) / 2)
 
 
 def test_the_batcher_spins_the_loop_for_the_last_tick_of_each_wait() -> None:
@@ -109,7 +109,9 @@ def test_a_loop_that_slept_runs_its_next_request_from_cold_caches() -> None:
     # Unlike the wake-up delay, the cold start holds the loop: the request behind it waits.
     overhead = Overhead(serial_s=0.001, idle_gap_s=(0.0, 1.0), idle_loop_s=(0.005, 0.005))
     r = simulate(np.array([0.0, 0.001]), ServiceTimes.constant(0.0), BatchPolicy(), overhead)
-    assert r.mean_latency_s == pytest.approx(0.006)  # the second: 5 ms waiting for the first's cold start, 1 ms own
+    # The second shares the loop with the first's cold start: 2 ms for its 1 ms; the first leaves at 7 ms
+    # (FIFO: the second would wait 5 ms for it).
+    assert r.mean_latency_s == pytest.approx((0.007 + 0.002) / 2)
     # Its mean over Poisson arrivals: the loop has slept an exponential time, E[0.002 min(X, 1)] at rate 1.
     demand = CpuDemand(cores=2, loop_s=0.001, idle_gap_s=(0.0, 1.0), idle_loop_s=(0.0, 0.002))
     assert demand.cold_s(1.0) == pytest.approx(0.002 * (1 - np.exp(-1.0)), rel=0.01)
