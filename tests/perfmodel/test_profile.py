@@ -149,11 +149,11 @@ def test_paced_runs_time_from_the_schedule_and_skip_the_connection() -> None:
     assert paced_gap_s(result) == pytest.approx(0.00075)  # idle from a response to the next intended send
 
 
-def test_the_reply_share_round_trips_and_reaches_the_simulation() -> None:
-    oh = ProtocolOverhead(serial_s=0.001, delay_s=0.0, reply_share=0.25)
+def test_the_reply_share_and_rewake_round_trip_and_reach_the_simulation() -> None:
+    oh = ProtocolOverhead(serial_s=0.001, delay_s=0.0, reply_share=0.25, rewake_s=0.0002)
     again = Profile.from_json(Profile("m", (), {"1x1": {1: (1e-6,)}}, {"v2-json": oh}).to_json())
-    assert again.overhead["v2-json"].reply_share == 0.25
-    assert again.overhead_for("v2-json").reply_share == 0.25
+    assert again.overhead["v2-json"] == oh
+    assert again.overhead_for("v2-json").reply_share == 0.25 and again.overhead_for("v2-json").rewake_s == 0.0002
 
 
 def test_a_loop_rarely_busy_when_saturated_keeps_its_cost_per_request() -> None:

@@ -5,7 +5,8 @@ The model mirrors the server's policy, so its predictions can be checked against
 * the front end (HTTP parsing, JSON decode/encode on the event loop) is one server, shared evenly
   by the requests it holds (processor sharing: the loop takes turns between their tasks), whose
   per-request cost is `Overhead.serial_s`, plus `Overhead.wake_s` for a request that finds the loop
-  idle (it wakes the loop alone; requests that arrive while it works share a wake-up) and
+  idle (it wakes the loop alone) or `Overhead.rewake_s` for one that arrives while a round of the
+  loop's work runs (it is served in the next round; requests ready together share a round) and
   `Overhead.idle_loop_s` for how long the loop slept (it runs from cold caches), plus a pure
   delay `Overhead.delay_s` nobody queues for, plus a wake-up penalty for requests that find the
   whole system idle;
@@ -87,6 +88,7 @@ class Overhead:
     handoff_s: float = 0.0
     idle_loop_s: tuple[float, ...] = ()  # on the idle_gap_s grid
     reply_share: float = 0.0  # the share of `serial_s` the loop spends on a request's reply, after its batch
+    rewake_s: float = 0.0  # event-loop time of a round straight after another, without sleeping
 
     def penalty(self, idle_s: FloatArray) -> FloatArray | float:
         if not self.idle_penalty_s:
@@ -147,18 +149,31 @@ def fifo_departures(arrivals: FloatArray, service: FloatArray) -> FloatArray:
 
 
 def waking_fifo_departures(arrivals: FloatArray, serial_s: float, wake_s: float,
-                           idle_gap_s: Sequence[float] = (), idle_extra_s: Sequence[float] = ()) -> FloatArray:
-    """A FIFO server whose service is `serial_s`, plus `wake_s` when the request finds it idle, plus
-    `idle_extra_s` interpolated at how long it has been idle (on the `idle_gap_s` grid; a loop in Python)."""
+                           idle_gap_s: Sequence[float] = (), idle_extra_s: Sequence[float] = (),
+                           rewake_s: float = 0.0) -> FloatArray:
+    """The event loop's work, which it does in rounds: a round after the loop slept costs `wake_s` (the
+    epoll wake-up and its syscalls) plus `idle_extra_s` interpolated at how long it slept (on the
+    `idle_gap_s` grid; cold caches); a round straight after another, without sleeping, `rewake_s`; and
+    each costs `serial_s` per request that was ready when it began. A request arriving while a round
+    runs is served in the next round. Returns when each request's work would be done, one after another
+    (a loop in Python; `shared_departures` then shares the loop between them).
+
+    Measured on this VM with digits over JSON: pairs of requests 0.05-0.2 ms apart cost the loop
+    0.13-0.16 ms of CPU each, as much as one alone, while 16 saturating connections cost 0.07 ms each.
+    """
     out = np.empty(arrivals.size)
     gaps, extra = list(idle_gap_s), list(idle_extra_s)
-    last = -np.inf
+    start = end = -np.inf  # the latest round: when it begins (its requests were ready then) and ends
     for i, a in enumerate(arrivals.tolist()):
-        if a >= last:
-            last = a + serial_s + wake_s + (_interp(a - last, gaps, extra) if gaps else 0.0)
-        else:
-            last += serial_s
-        out[i] = last
+        if a >= end:  # the loop is asleep: a new round wakes it
+            start = a
+            end = a + wake_s + serial_s + (_interp(a - end, gaps, extra) if gaps else 0.0)
+        elif a <= start:  # ready before the latest round began: it is served in that round
+            end += serial_s
+        else:  # the latest round is running: the next one begins when it ends
+            start = end
+            end += rewake_s + serial_s
+        out[i] = end
     return out
 
 
@@ -231,7 +246,7 @@ def simulate(
     front = arrivals
     if overhead.wake_s > 0 or overhead.idle_loop_s:
         front = waking_fifo_departures(arrivals, overhead.serial_s, overhead.wake_s, overhead.idle_gap_s,
-                                       overhead.idle_loop_s)
+                                       overhead.idle_loop_s, overhead.rewake_s)
     elif overhead.serial_s > 0:
         front = fifo_departures(arrivals, np.full(n, overhead.serial_s))
     by_busy = [service] if isinstance(service, ServiceTimes) else list(service)
