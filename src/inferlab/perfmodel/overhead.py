@@ -127,10 +127,11 @@ def apply_config(url: str, model: str, config: ModelConfig, timeout_s: float = 1
 
 
 def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, seconds: float = 3.0) -> ProtocolOverhead:
-    """Closed-loop runs with inferlab.loadgen (a lean client, so it measures the server).
+    """Runs of inferlab.loadgen (a lean client, so it measures the server).
 
-    One connection gives the unloaded latency back to back, and again after idle gaps from 0.25 to
-    100 ms (the wake-up penalty curve), with the event loop's CPU per request after each gap: a loop
+    One connection gives the unloaded latency back to back, and paced open-loop sends (`_paced`) the
+    latency after idle gaps from 0.1 to 100 ms (the wake-up penalty curve), with the event loop's CPU
+    per request after each gap: a loop
     that slept runs its next request from cold caches, which costs it CPU time that queues (digits
     over JSON: 0.11 ms back to back, 0.34 ms per request at 1,000 Poisson arrivals/s), not just delay
     (`idle_loop_s`: beyond an equal run without pauses, which pays for opening its connection too).
@@ -138,13 +139,14 @@ def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, sec
     /proc) is measured twice: with one connection, where every request finds the loop idle, and with
     16 connections saturating the server (one instance, no batching), where most find it busy; the
     difference, over the loaded loop's utilisation, is what waking the loop costs (`wake_s`), the rest
-    is `serial_s`. Unless the loop is the busier station, the time per request beyond the model's own
-    (the server's Server-Timing `infer` span) there is the instance's hand-off between batches,
-    `handoff_s`. The load generator's CPU per request, `client_cpu_s`, comes from an open-loop Poisson
-    run at half the saturated rate, as predictions and validations load the server: open loop, each
-    request has its own timer wake-up and finds the client idle more often, which costs it 2-3x the
-    CPU of a closed-loop request, more at low rates (digits 0.06-0.10 against 0.03 ms, mobilenet_v2
-    0.52-0.71 against 0.32-0.37 ms).
+    is `serial_s` (`split_loop_cost`). Unless the loop is the busier station, the time per request
+    beyond the model's own (the server's Server-Timing `infer` span) there is the instance's hand-off
+    between batches, `handoff_s`. The load generator's CPU per request, `client_cpu_s`, comes from an
+    open-loop Poisson run at half the saturated rate, as predictions and validations load the server:
+    open loop, each request has its own timer wake-up and finds the client idle more often, which costs
+    it 2-3x the CPU of a closed-loop request, more at low rates (digits 0.06-0.10 against 0.03 ms, mobilenet_v2
+    0.52-0.71 against 0.32-0.37 ms). The loop's CPU per request in that run gives `rewake_s`
+    (`fit_rewake_s`), and the server's `encode` and `decode` spans back to back `reply_share`.
     """
     url = server.url
     _closed(url, call, 1, requests=10)  # warm-up: connections, first-call allocations
