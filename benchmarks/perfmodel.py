@@ -121,6 +121,7 @@ def scaled(prof: Profile, ratios: dict[str, float]) -> Profile:
                for k, per in prof.service_s.items()}
     r = ratios["overhead"]
     overhead = {p: replace(o, serial_s=o.serial_s * r, delay_s=o.delay_s * r, wake_s=o.wake_s * r,
+                           rewake_s=o.rewake_s * r,
                            client_cpu_s=o.client_cpu_s * r, handoff_s=o.handoff_s * r,
                            idle_loop_s=tuple(x * r for x in o.idle_loop_s),
                            latency_s=tuple(x * r for x in o.latency_s))
@@ -143,7 +144,9 @@ def run(models: list[str], protocol: str | None, quick: bool, config_filter: str
         if profiles:
             prof.save(profiles / f"{model}.profile.json")
         oh = prof.overhead[proto]
-        print(f"# {model} over {proto}: loop {oh.serial_s * 1e3:.3f} ms/req, delay {oh.delay_s * 1e3:.3f} ms, "
+        print(f"# {model} over {proto}: loop {oh.serial_s * 1e3:.3f} ms/req + {oh.wake_s * 1e3:.3f} ms/wake-up "
+              f"({oh.rewake_s * 1e3:.3f} ms/round when busy), "
+              f"delay {oh.delay_s * 1e3:.3f} ms, "
               f"client {oh.client_cpu_s * 1e3:.3f} ms/req, hand-off {oh.handoff_s * 1e3:.3f} ms/batch, "
               f"model b=1 {np.median(prof.service_s['1x1'][1]) * 1e3:.3f} ms; load average {os.getloadavg()[0]:.2f}")
         call = encode_call(proto, model, prof.inputs)

@@ -6,9 +6,17 @@ import numpy as np
 import pytest
 
 from inferlab.perfmodel.cores import CpuDemand, stretch
+from inferlab.perfmodel.overhead import fit_rewake_s
 from inferlab.perfmodel.profile import ProtocolOverhead
 from inferlab.perfmodel.service import ServiceTimes
-from inferlab.perfmodel.simulator import BatchPolicy, Overhead, constant_arrivals, simulate, waking_fifo_departures
+from inferlab.perfmodel.simulator import (
+    BatchPolicy,
+    Overhead,
+    constant_arrivals,
+    poisson_arrivals,
+    simulate,
+    waking_fifo_departures,
+)
 
 
 def test_no_one_else_busy_means_no_slowdown() -> None:
@@ -55,6 +63,9 @@ def test_only_requests_finding_the_loop_idle_pay_for_waking_it() -> None:
     assert burst == pytest.approx([0.003, 0.004, 0.005, 0.006])  # one wake-up for the whole burst
     apart = waking_fifo_departures(np.array([0.0, 1.0, 2.0]), 0.001, 0.002)
     assert apart == pytest.approx([0.003, 1.003, 2.003])
+    # One arriving while a round of the loop's work runs is served in the next round, which costs rewake_s.
+    rounds = waking_fifo_departures(np.array([0.0, 0.001, 0.0015]), 0.001, 0.002, rewake_s=0.0015)
+    assert rounds == pytest.approx([0.003, 0.0055, 0.0065])
     result = simulate(np.array([0.0, 1.0, 2.0]), ServiceTimes.constant(0.0), BatchPolicy(),
                       Overhead(serial_s=0.001, wake_s=0.002))
     assert result.p50_s == pytest.approx(0.003)
@@ -64,14 +75,14 @@ def test_only_requests_finding_the_loop_idle_pay_for_waking_it() -> None:
 
 
 def test_a_batch_slows_for_the_share_of_its_time_the_simulated_loop_works() -> None:
-    arrivals = np.zeros(2)  # two at once: the loop parses the second while the first one's batch runs
+    arrivals = np.array([0.0, 0.010])  # the loop parses the second while the first one's batch runs
     front = Overhead(serial_s=0.010)
     plain = simulate(arrivals, ServiceTimes.constant(0.010), BatchPolicy(), front)
     shared = simulate(arrivals, ServiceTimes.constant(0.010), BatchPolicy(), front, model_stretch=((1.0, 2.0),))
-    assert plain.mean_latency_s == pytest.approx((0.020 + 0.030) / 2)
+    assert plain.mean_latency_s == pytest.approx(0.020)
     # First batch 0.010-0.030: the loop works all its (unstretched) 10 ms, so it runs 2x; the second starts at
-    # 0.030 with the loop idle.
-    assert shared.mean_latency_s == pytest.approx((0.030 + 0.040) / 2)
+    # 0.030 with the loop idle and ends at 0.040.
+    assert shared.mean_latency_s == pytest.approx((0.030 + 0.030) / 2)
 
 
 def test_the_batcher_spins_the_loop_for_the_last_tick_of_each_wait() -> None:
@@ -109,7 +120,9 @@ def test_a_loop_that_slept_runs_its_next_request_from_cold_caches() -> None:
     # Unlike the wake-up delay, the cold start holds the loop: the request behind it waits.
     overhead = Overhead(serial_s=0.001, idle_gap_s=(0.0, 1.0), idle_loop_s=(0.005, 0.005))
     r = simulate(np.array([0.0, 0.001]), ServiceTimes.constant(0.0), BatchPolicy(), overhead)
-    assert r.mean_latency_s == pytest.approx(0.006)  # the second: 5 ms waiting for the first's cold start, 1 ms own
+    # The second shares the loop with the first's cold start: 2 ms for its 1 ms; the first leaves at 7 ms
+    # (FIFO: the second would wait 5 ms for it).
+    assert r.mean_latency_s == pytest.approx((0.007 + 0.002) / 2)
     # Its mean over Poisson arrivals: the loop has slept an exponential time, E[0.002 min(X, 1)] at rate 1.
     demand = CpuDemand(cores=2, loop_s=0.001, idle_gap_s=(0.0, 1.0), idle_loop_s=(0.0, 0.002))
     assert demand.cold_s(1.0) == pytest.approx(0.002 * (1 - np.exp(-1.0)), rel=0.01)
@@ -121,3 +134,12 @@ def test_the_profile_splits_the_wake_up_penalty_into_loop_cpu_and_delay() -> Non
                           idle_penalty_s=(0.0, 0.0005, 0.001), idle_loop_s=(0.0, 0.0002, 0.0012)).as_overhead()
     assert oh.idle_loop_s == pytest.approx((0.0, 0.0002, 0.0012))
     assert oh.idle_penalty_s == pytest.approx((0.0, 0.0003, 0.0))  # the rest of the penalty, never below zero
+
+
+def test_the_cost_of_a_round_after_a_round_is_recovered_from_the_loop_cpu_per_request() -> None:
+    arrivals = poisson_arrivals(500.0, 20_000, seed=0)  # as fit_rewake_s draws them
+    done = waking_fifo_departures(arrivals, 0.0008, 0.0006, rewake_s=0.0004)
+    loop_s = float(np.mean(done - np.maximum(arrivals, np.concatenate(([-np.inf], done[:-1])))))
+    assert fit_rewake_s(500.0, loop_s, 0.0008, 0.0006) == pytest.approx(0.0004, rel=0.01)
+    assert fit_rewake_s(500.0, 1.0, 0.0008, 0.0006) == 0.0006  # never more than waking from sleep
+    assert fit_rewake_s(500.0, 0.0, 0.0008, 0.0006) == 0.0

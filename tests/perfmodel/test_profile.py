@@ -1,13 +1,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from inferlab.config import BatchingConfig, ModelConfig
 from inferlab.errors import InvalidInput
-from inferlab.perfmodel.overhead import apply_config, encode_call, measure_overhead, monotone_fit, server_process
+from inferlab.loadgen.result import RequestRecord
+from inferlab.perfmodel.overhead import (
+    apply_config,
+    encode_call,
+    measure_overhead,
+    monotone_fit,
+    paced_gap_s,
+    paced_latencies,
+    server_process,
+    split_loop_cost,
+)
 from inferlab.perfmodel.predict import predict
 from inferlab.perfmodel.profile import Profile, ProtocolOverhead, record_service_times, unstalled
 from tests.conftest import SHARED_MODELS, make_repository
@@ -56,6 +67,8 @@ def test_overhead_measured_through_a_real_server(digits_profile: Profile, tmp_pa
     assert oh.delay_s >= 0
     assert binary.serial_s > 0 and len(binary.idle_penalty_s) == len(binary.idle_gap_s)
     assert oh.client_cpu_s > 0 and list(oh.idle_penalty_s) == sorted(oh.idle_penalty_s)
+    assert 0 < oh.reply_share < 1  # digits over JSON: encoding the reply is part of the loop's work
+    assert 0.00005 < oh.idle_gap_s[1] < 0.005  # paced 0.1 ms apart: a closed loop's 0.25 ms pause came out 0.007 ms
 
 
 def test_the_wake_up_curve_pools_a_noisy_gap_with_its_neighbours() -> None:
@@ -123,3 +136,30 @@ def test_calls_preempted_for_most_of_their_time_are_left_out() -> None:
     # was off it for 1.5 ms, a quarter of it: contention for the cores, which the profile is meant to measure.
     assert unstalled(calls) == [0.00001, 0.00001, 0.006, 0.010]
     assert unstalled([(0.02, 0.019)] * 3) == [0.02] * 3  # everything stalled: keep what there is
+
+
+def test_paced_runs_time_from_the_schedule_and_skip_the_connection() -> None:
+    def record(i: int, lag_ms: float, latency_ms: float) -> RequestRecord:
+        return RequestRecord(i, intended_s=i * 0.001, sent_s=i * 0.001 + lag_ms / 1e3, connect_ms=0.0, write_ms=0.0,
+                             wait_ms=0.0, read_ms=0.0, latency_ms=latency_ms, service_ms=latency_ms - lag_ms,
+                             status=200, bytes_in=0, bytes_out=0)
+    # Sent every 1 ms; the first opened the connection (2 ms); the others 0.25 ms, 0.05 ms of it the client's lateness.
+    result = SimpleNamespace(requests=[record(2, 0.05, 0.25), record(0, 0.5, 2.0), record(1, 0.05, 0.25)])
+    assert paced_latencies(result) == pytest.approx([0.00025, 0.00025])  # from the intended send, lateness in
+    assert paced_gap_s(result) == pytest.approx(0.00075)  # idle from a response to the next intended send
+
+
+def test_the_reply_share_and_rewake_round_trip_and_reach_the_simulation() -> None:
+    oh = ProtocolOverhead(serial_s=0.001, delay_s=0.0, reply_share=0.25, rewake_s=0.0002)
+    again = Profile.from_json(Profile("m", (), {"1x1": {1: (1e-6,)}}, {"v2-json": oh}).to_json())
+    assert again.overhead["v2-json"] == oh
+    assert again.overhead_for("v2-json").reply_share == 0.25 and again.overhead_for("v2-json").rewake_s == 0.0002
+
+
+def test_a_loop_rarely_busy_when_saturated_keeps_its_cost_per_request() -> None:
+    # Busy 98%: the difference is all waking (0.13 ms alone, 0.075 ms saturated).
+    serial, wake = split_loop_cost(0.00013, 0.000075, 0.98, 0.001)
+    assert serial + wake == pytest.approx(0.00013) and serial + wake * 0.02 == pytest.approx(0.000075)
+    # Busy 9% (instance-bound): dividing by 0.09 put everything into waking; now a saturated request costs
+    # what it cost there and only the rest is waking.
+    assert split_loop_cost(0.000407, 0.00034, 0.09, 0.001) == pytest.approx((0.00034, 0.000067))

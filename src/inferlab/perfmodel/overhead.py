@@ -38,15 +38,20 @@ from inferlab.config import ModelConfig
 from inferlab.errors import InvalidInput
 from inferlab.experiments import experiment
 from inferlab.loadgen.launch import run
-from inferlab.loadgen.plan import LoadPlan, RateShape, Target, ThinkTime
-from inferlab.loadgen.result import RunResult
+from inferlab.loadgen.plan import LoadPlan, RateShape, Target
+from inferlab.loadgen.result import RequestRecord, RunResult
 from inferlab.perfmodel.profile import PROTOCOLS, ProtocolOverhead, example_inputs
+from inferlab.perfmodel.simulator import poisson_arrivals, waking_fifo_departures
 from inferlab.tensors import TensorSpec
 
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 _SATURATING_CONNECTIONS = 16
-_IDLE_GAPS_S = (0.0, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.02, 0.1)
+_IDLE_GAPS_S = (0.0, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.02, 0.1)
 _MIN_PER_GAP = 15  # requests per idle gap: a median of fewer let one noisy moment set the whole curve
+_SPLIT_MIN_BUSY = 0.5  # below this loop utilisation the saturated run cannot split serial from wake
+_REWAKE_REQUESTS = 20_000  # simulated Poisson arrivals when fitting `rewake_s`
+_REWAKE_STEPS = 20  # bisection steps: wake_s / 2**20
+_PACED_CLEAR_PERCENTILE = 90  # paced sends leave this share of the requests done before the gap starts
 _IDLE_PROBE_S = 0.3  # how long the idle loop's own CPU use is measured, to take it out of the idle gaps
 _OPEN_LOOP_SHARE = 0.5  # the client's open-loop CPU is measured at this share of the saturated rate
 
@@ -122,10 +127,11 @@ def apply_config(url: str, model: str, config: ModelConfig, timeout_s: float = 1
 
 
 def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, seconds: float = 3.0) -> ProtocolOverhead:
-    """Closed-loop runs with inferlab.loadgen (a lean client, so it measures the server).
+    """Runs of inferlab.loadgen (a lean client, so it measures the server).
 
-    One connection gives the unloaded latency back to back, and again after idle gaps from 0.25 to
-    100 ms (the wake-up penalty curve), with the event loop's CPU per request after each gap: a loop
+    One connection gives the unloaded latency back to back, and paced open-loop sends (`_paced`) the
+    latency after idle gaps from 0.1 to 100 ms (the wake-up penalty curve), with the event loop's CPU
+    per request after each gap: a loop
     that slept runs its next request from cold caches, which costs it CPU time that queues (digits
     over JSON: 0.11 ms back to back, 0.34 ms per request at 1,000 Poisson arrivals/s), not just delay
     (`idle_loop_s`: beyond an equal run without pauses, which pays for opening its connection too).
@@ -133,55 +139,125 @@ def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, sec
     /proc) is measured twice: with one connection, where every request finds the loop idle, and with
     16 connections saturating the server (one instance, no batching), where most find it busy; the
     difference, over the loaded loop's utilisation, is what waking the loop costs (`wake_s`), the rest
-    is `serial_s`. Unless the loop is the busier station, the time per request beyond the model's own
-    (the server's Server-Timing `infer` span) there is the instance's hand-off between batches,
-    `handoff_s`. The load generator's CPU per request, `client_cpu_s`, comes from an open-loop Poisson
-    run at half the saturated rate, as predictions and validations load the server: open loop, each
-    request has its own timer wake-up and finds the client idle more often, which costs it 2-3x the
-    CPU of a closed-loop request, more at low rates (digits 0.06-0.10 against 0.03 ms, mobilenet_v2
-    0.52-0.71 against 0.32-0.37 ms).
+    is `serial_s` (`split_loop_cost`). Unless the loop is the busier station, the time per request
+    beyond the model's own (the server's Server-Timing `infer` span) there is the instance's hand-off
+    between batches, `handoff_s`. The load generator's CPU per request, `client_cpu_s`, comes from an
+    open-loop Poisson run at half the saturated rate, as predictions and validations load the server:
+    open loop, each request has its own timer wake-up and finds the client idle more often, which costs
+    it 2-3x the CPU of a closed-loop request, more at low rates (digits 0.06-0.10 against 0.03 ms, mobilenet_v2
+    0.52-0.71 against 0.32-0.37 ms). The loop's CPU per request in that run gives `rewake_s`
+    (`fit_rewake_s`), and the server's `encode` and `decode` spans back to back `reply_share`.
     """
     url = server.url
     _closed(url, call, 1, requests=10)  # warm-up: connections, first-call allocations
-    round_s = sum(_IDLE_GAPS_S) + len(_IDLE_GAPS_S) * 3 * max(model_s, 1e-3)  # one request per gap
+    cpu0 = _main_thread_cpu_s(server.pid)
+    alone = _closed(url, call, 1, duration_s=seconds / 4)  # each request wakes the idle loop
+    latencies = _latencies(alone)
+    cpu1 = _main_thread_cpu_s(server.pid)
+    woken_s = (cpu1 - cpu0) / max(1, latencies.size)
+    warm = float(np.median(latencies))
+    round_s = sum(_IDLE_GAPS_S) + len(_IDLE_GAPS_S) * (warm + max(model_s, 1e-3))  # one request per gap
     per_gap = max(_MIN_PER_GAP, min(40, int(seconds / 4 / round_s)))
     before = _main_thread_cpu_s(server.pid)
     time.sleep(_IDLE_PROBE_S)
     idle_cpu = (_main_thread_cpu_s(server.pid) - before) / _IDLE_PROBE_S  # the idle loop's own timers
     before = _main_thread_cpu_s(server.pid)
-    _closed(url, call, 1, requests=per_gap)  # as the paused runs, without pauses: a run opens a connection
+    _closed(url, call, 1, requests=per_gap)  # as the paced runs, without pauses: a run opens a connection
     unpaused = (_main_thread_cpu_s(server.pid) - before) / per_gap
-    penalties, gap_cpu, gaps = [], [], [0.0]
-    for gap in _IDLE_GAPS_S[1:]:
+    points = []  # (actual gap, paced latencies, loop CPU per request beyond the idle loop's)
+    busy_s = warm  # how long a paced request holds the system: paced from the longest gap down, the last run's
+    for gap in sorted(_IDLE_GAPS_S[1:], reverse=True):
         before = _main_thread_cpu_s(server.pid)
-        paused = _closed(url, call, 1, requests=per_gap, think_s=gap)
-        gaps.append(max(gaps[-1] + 1e-6, _actual_gap_s(paused)))
-        penalties.append(_latencies(paused))
-        gap_cpu.append((_main_thread_cpu_s(server.pid) - before) / per_gap - idle_cpu * gaps[-1])
-    cpu0 = _main_thread_cpu_s(server.pid)
-    latencies = _latencies(_closed(url, call, 1, duration_s=seconds / 4))  # each request wakes the idle loop
+        paced = _paced(url, call, 1.0 / (gap + busy_s), per_gap)
+        lat, actual = paced_latencies(paced), paced_gap_s(paced)
+        points.append((actual, lat, (_main_thread_cpu_s(server.pid) - before) / per_gap - idle_cpu * actual))
+        busy_s = max(warm, float(np.percentile(lat, _PACED_CLEAR_PERCENTILE)))
+    gaps, penalties, gap_cpu = [0.0], [], []
+    for actual, lat, cpu in sorted(points, key=lambda point: point[0]):
+        gaps.append(max(gaps[-1] + 1e-6, actual))
+        penalties.append(lat)
+        gap_cpu.append(cpu)
     cpu1 = _main_thread_cpu_s(server.pid)
     loaded = _closed(url, call, _SATURATING_CONNECTIONS, duration_s=seconds / 2)
     requests = max(1, loaded.counts.requests)
-    woken_s = (cpu1 - cpu0) / max(1, latencies.size)
     cpu_s = (_main_thread_cpu_s(server.pid) - cpu1) / requests
     per_request_s = 1.0 / loaded.ok_per_s
-    client_s = _open_loop_client_cpu_s(url, call, _OPEN_LOOP_SHARE * loaded.ok_per_s, seconds / 4)
+    poisson_rps = _OPEN_LOOP_SHARE * loaded.ok_per_s
+    cpu2 = _main_thread_cpu_s(server.pid)
+    client_s, sent = _open_loop_client_cpu_s(url, call, poisson_rps, seconds / 4)
+    poisson_loop_s = (_main_thread_cpu_s(server.pid) - cpu2) / max(1, sent)
     busy = min(1.0, cpu_s / per_request_s)
-    # Alone a request costs serial + wake; loaded, serial + wake x (share of requests finding the loop idle).
-    wake = min(woken_s, max(0.0, (woken_s - cpu_s) / max(busy, 1e-9)))
     infer_s = loaded.server_timing["infer"].mean_ms / 1e3 if "infer" in loaded.server_timing else 0.0
     instance_bound = infer_s > cpu_s  # the instance, not the loop, is the busier station
     handoff = max(0.0, per_request_s - infer_s) if instance_bound else 0.0
-    warm = float(np.median(latencies))
     total = max(0.0, warm - model_s)
-    serial = max(0.0, min(total - wake, cpu_s - wake * (1.0 - busy)))
+    serial, wake = split_loop_cost(woken_s, cpu_s, busy, total)
     curve = monotone_fit([0.0, *(max(0.0, float(np.median(lat)) - warm) for lat in penalties)])
     cold = monotone_fit([0.0, *(max(0.0, c - unpaused) for c in gap_cpu)])
     return ProtocolOverhead(serial_s=serial, delay_s=max(0.0, total - serial - wake),
                             latency_s=tuple(latencies.tolist()), idle_gap_s=tuple(gaps),
                             idle_penalty_s=tuple(curve), client_cpu_s=client_s,
-                            handoff_s=handoff, wake_s=wake, loop_busy=busy, idle_loop_s=tuple(cold))
+                            handoff_s=handoff, wake_s=wake, loop_busy=busy, idle_loop_s=tuple(cold),
+                            reply_share=reply_share(alone),
+                            rewake_s=fit_rewake_s(poisson_rps, poisson_loop_s, serial, wake, gaps, cold))
+
+
+def fit_rewake_s(rate_rps: float, loop_s: float, serial_s: float, wake_s: float,
+                 idle_gap_s: Sequence[float] = (), idle_loop_s: Sequence[float] = ()) -> float:
+    """The loop's cost for a round straight after another (0 to `wake_s`) with which the simulated loop
+    spends `loop_s` of CPU per request under Poisson arrivals at `rate_rps`, as the real one did.
+
+    A round after the loop slept costs `wake_s` (measured alone). A request arriving mid-round waits for
+    the next round, which skips the sleep but not the epoll round and its callbacks: measured with digits
+    over JSON, the loop's CPU per request at 2,600-10,400 Poisson arrivals/s (0.135-0.089 ms) lay about
+    0.63 of the way from "such a round costs nothing" to "a whole wake-up", at every rate; one rate
+    measures it.
+    """
+    if wake_s <= 0:
+        return 0.0
+    arrivals = poisson_arrivals(rate_rps, _REWAKE_REQUESTS, seed=0)
+
+    def per_request(rewake: float) -> float:
+        done = waking_fifo_departures(arrivals, serial_s, wake_s, idle_gap_s, idle_loop_s, rewake)
+        return float(np.mean(done - np.maximum(arrivals, np.concatenate(([-np.inf], done[:-1])))))
+
+    lo, hi = 0.0, wake_s
+    if per_request(lo) >= loop_s:
+        return lo
+    if per_request(hi) <= loop_s:
+        return hi
+    for _ in range(_REWAKE_STEPS):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if per_request(mid) < loop_s else (lo, mid)
+    return (lo + hi) / 2
+
+
+def reply_share(result: RunResult) -> float:
+    """The share of a request's loop work that comes after the model: its reply's encoding over both codecs'
+    (the server's Server-Timing `encode` and `decode` spans; parsing the request and writing the reply,
+    outside them, are taken as alike). 0 when the server did not report them."""
+    spans = result.server_timing
+    if "encode" not in spans or "decode" not in spans:
+        return 0.0
+    encode, decode = spans["encode"].mean_ms, spans["decode"].mean_ms
+    return encode / (encode + decode) if encode + decode > 0 else 0.0
+
+
+
+def split_loop_cost(alone_s: float, loaded_s: float, busy: float, total_s: float) -> tuple[float, float]:
+    """(serial_s, wake_s) from the loop's CPU per request alone (serial + wake) and saturated (serial + wake x
+    the share of requests that found it idle, 1 - `busy`), within the unloaded overhead `total_s`.
+
+    A loop busy less than half the time when saturated (the instance was the bottleneck) divides the two
+    runs' noise by its small utilisation (mobilenet_v2: 0.09; all its ~0.4 ms went to wake_s, so a request
+    arriving while the loop worked cost it nothing): then a saturated request's cost is `serial_s` and
+    only the rest is waking.
+    """
+    if busy >= _SPLIT_MIN_BUSY:
+        wake = min(alone_s, max(0.0, (alone_s - loaded_s) / busy))
+        return max(0.0, min(total_s - wake, loaded_s - wake * (1.0 - busy))), wake
+    wake = min(alone_s, max(0.0, alone_s - loaded_s))
+    return max(0.0, min(total_s - wake, loaded_s)), wake
 
 
 def monotone_fit(values: Sequence[float]) -> list[float]:
@@ -209,10 +285,13 @@ def target_for(url: str, call: InferCall) -> Target:
 
 
 def _closed(url: str, call: InferCall, connections: int, requests: int | None = None,
-            duration_s: float | None = None, think_s: float = 0.0) -> RunResult:
-    plan = LoadPlan(target_for(url, call), mode="closed", concurrency=connections, requests=requests,
-                    duration_s=duration_s, think=ThinkTime("fixed", think_s) if think_s else None,
-                    record_requests=True)
+            duration_s: float | None = None) -> RunResult:
+    return _checked(LoadPlan(target_for(url, call), mode="closed", concurrency=connections, requests=requests,
+                             duration_s=duration_s, record_requests=True))
+
+
+def _checked(plan: LoadPlan) -> RunResult:
+    """Run a profiling plan; any failed request fails the profile."""
     result = run(plan)
     if result.counts.ok != result.counts.requests:
         first = result.errors[0].message if result.errors else f"status codes {result.status_codes}"
@@ -220,24 +299,52 @@ def _closed(url: str, call: InferCall, connections: int, requests: int | None = 
     return result
 
 
-def _open_loop_client_cpu_s(url: str, call: InferCall, rate_rps: float, seconds: float) -> float:
-    """The load generator's CPU seconds per request when it sends Poisson arrivals at `rate_rps`."""
+def _open_loop_client_cpu_s(url: str, call: InferCall, rate_rps: float, seconds: float) -> tuple[float, int]:
+    """The load generator's CPU seconds per request when it sends Poisson arrivals at `rate_rps`, and how many
+    requests it sent."""
     plan = LoadPlan(target_for(url, call), mode="open", concurrency=32, requests=max(50, int(rate_rps * seconds)),
                     arrivals=RateShape(((math.inf, rate_rps, rate_rps),), poisson=True), timeout_s=30.0)
     result = run(plan)
-    return result.self_check.cpu_seconds / max(1, result.counts.requests)
+    return result.self_check.cpu_seconds / max(1, result.counts.requests), result.counts.requests
 
 
-def _actual_gap_s(result: RunResult) -> float:
-    """The median time between a response and the next send on one connection: the pause asked for ends on
-    the event loop's millisecond timer, so a 0.25 ms pause is really ~1 ms; the curves use what happened."""
-    recs = sorted(result.requests, key=lambda r: r.sent_s)
-    gaps = [b.sent_s - (a.sent_s + a.service_ms / 1e3) for a, b in pairwise(recs)]
-    return float(np.median(gaps)) if gaps else 0.0
+def _paced(url: str, call: InferCall, rate_rps: float, requests: int) -> RunResult:
+    """`requests` open-loop sends evenly spaced at `rate_rps` (and one more, which opens the connection).
+
+    Paced like this, the client sends as predictions and validations do (a precise timer per send,
+    latency from the intended send time), and the system sits idle between a response and the next
+    send for the spacing less the latency. A paced request takes longer than one back to back
+    (mobilenet_v2 over binary: ~1 ms), so spacing by the back-to-back latency left no gap at all and
+    the sends queued behind each other: the spacing adds the 90th percentile latency of the run before
+    (the runs go from the longest gap down). A closed loop's think-time pause ended on the event loop's millisecond
+    timer instead: 0.25 and 0.5 ms pauses came out ~0.01 ms, and the client's timer wake-up was not in
+    the latency (digits over JSON: 0.22-0.27 ms paced, at every gap from 0.1 to 20 ms, against 0.175 ms
+    back to back).
+    """
+    return _checked(LoadPlan(target_for(url, call), mode="open", concurrency=1, requests=requests + 1,
+                             arrivals=RateShape(((math.inf, rate_rps, rate_rps),)), timeout_s=30.0,
+                             record_requests=True))
+
+
+def _paced_records(result: RunResult) -> list[RequestRecord]:
+    """A paced run's requests by send time, without the first (it opened the connection)."""
+    return sorted(result.requests, key=lambda r: r.intended_s)[1:]
+
+
+def paced_gap_s(result: RunResult) -> float:
+    """The median time from a response to the next intended send of a paced run: what the system sat idle."""
+    recs = _paced_records(result)
+    gaps = [b.intended_s - (a.intended_s + a.latency_ms / 1e3) for a, b in pairwise(recs)]
+    return max(0.0, float(np.median(gaps))) if gaps else 0.0
+
+
+def paced_latencies(result: RunResult) -> npt.NDArray[np.float64]:
+    """A paced run's latencies in seconds, from each intended send (the client's timer lateness included)."""
+    return np.array([r.latency_ms for r in _paced_records(result)], dtype=np.float64) / 1e3
 
 
 def _latencies(result: RunResult) -> npt.NDArray[np.float64]:
-    """From each actual send: a think-time pause ends on the event loop's coarse timer, late by up to ~1 ms."""
+    """A closed-loop run's latencies in seconds, from each actual send."""
     return np.array([r.service_ms for r in result.requests], dtype=np.float64) / 1e3
 
 

@@ -161,6 +161,7 @@ def _setup(profile: Profile, config: ModelConfig, protocol: str, workers: int, c
 def _loop_shared(overhead: Overhead, share: Stretch) -> Overhead:
     """The loop's cost stretched by its expected core sharing."""
     return replace(overhead, serial_s=overhead.serial_s * share.loop, wake_s=overhead.wake_s * share.loop,
+                   rewake_s=overhead.rewake_s * share.loop,
                    idle_loop_s=tuple(x * share.loop for x in overhead.idle_loop_s))
 
 

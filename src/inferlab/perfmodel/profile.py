@@ -61,10 +61,12 @@ class ProtocolOverhead:
     sent after the system sat idle for `idle_gap_s[k]`, of which `idle_loop_s[k]` is more event-loop CPU
     (a loop that slept that long runs from cold caches): that part queues, the rest is delay.
     `latency_s` keeps the raw back-to-back samples.
-    A request that finds the loop idle costs it `wake_s` more (waking it, one epoll round per request;
-    requests that arrive while it works share one). `client_cpu_s` is the load generator's CPU per
+    A request that finds the loop idle costs it `wake_s` more (waking it: one epoll round); one that
+    arrives while a round runs waits for the next round, which costs `rewake_s` (no sleep to wake from;
+    requests ready together share it). `client_cpu_s` is the load generator's CPU per
     request (it shares the cores when it runs on this machine); `handoff_s` is how long an instance sat
     idle per batch with requests waiting (results back through the loop, the next batch from it).
+    `reply_share` of the loop's work on a request comes after its batch (encoding and writing the reply).
     """
 
     serial_s: float
@@ -77,13 +79,16 @@ class ProtocolOverhead:
     wake_s: float = 0.0
     loop_busy: float = 1.0  # the loop's utilisation when 16 connections saturated the server
     idle_loop_s: tuple[float, ...] = ()  # more loop CPU per request after each idle gap (part of idle_penalty_s)
+    reply_share: float = 0.0  # the share of the loop's work per request done after the model (the reply)
+    rewake_s: float = 0.0  # loop CPU of a round straight after another (0 in older profiles)
 
     def as_overhead(self) -> Overhead:
         jitter = np.asarray(self.latency_s) - float(np.median(self.latency_s)) if self.latency_s else np.zeros(0)
         cold = self.idle_loop_s if len(self.idle_loop_s) == len(self.idle_gap_s) else (0.0,) * len(self.idle_gap_s)
         delay = tuple(max(0.0, p - c) for p, c in zip(self.idle_penalty_s, cold, strict=True))
         return Overhead(self.serial_s, self.delay_s, self.wake_s, self.idle_gap_s, delay,
-                        tuple(jitter.tolist()), self.handoff_s, cold if any(cold) else ())
+                        tuple(jitter.tolist()), self.handoff_s, cold if any(cold) else (), self.reply_share,
+                        self.rewake_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +152,8 @@ class Profile:
                 p: {"serial_s": o.serial_s, "delay_s": o.delay_s, "latency_s": list(o.latency_s),
                     "idle_gap_s": list(o.idle_gap_s), "idle_penalty_s": list(o.idle_penalty_s),
                     "client_cpu_s": o.client_cpu_s, "handoff_s": o.handoff_s, "wake_s": o.wake_s,
-                    "loop_busy": o.loop_busy, "idle_loop_s": list(o.idle_loop_s)}
+                    "loop_busy": o.loop_busy, "idle_loop_s": list(o.idle_loop_s),
+                    "reply_share": o.reply_share, "rewake_s": o.rewake_s}
                 for p, o in self.overhead.items()
             },
             "machine": self.machine,
@@ -170,7 +176,8 @@ class Profile:
                                         tuple(o.get("idle_gap_s", ())), tuple(o.get("idle_penalty_s", ())),
                                         float(o.get("client_cpu_s", 0.0)), float(o.get("handoff_s", 0.0)),
                                         float(o.get("wake_s", 0.0)), float(o.get("loop_busy", 1.0)),
-                                        tuple(float(x) for x in o.get("idle_loop_s", ())))
+                                        tuple(float(x) for x in o.get("idle_loop_s", ())),
+                                        float(o.get("reply_share", 0.0)), float(o.get("rewake_s", 0.0)))
                     for p, o in raw.get("overhead", {}).items()
                 },
                 machine=dict(raw.get("machine", {})),
