@@ -47,7 +47,7 @@ CONNECTIONS = (1, 8, 64)
 # thread: ~449/s at batch 2, ~435/s at 1). None of them waits (delay 0): with two workers the cells'
 # connections queue requests on their own while every instance is busy, which fills minilm's batches of 8
 # at 64 connections, and a wait only adds latency at low load (minilm, 6 Dec: with a 500 us delay the c=1
-# p50 ratio was 1.11 and 1.20 and c=64 gained 1.09x and 1.16x; with none, 1.02 and 1.16x).
+# p50 ratio was 1.11 and 1.20 and c=64 gained 1.09x and 1.16x; with none, 1.02 and 1.00, 1.16x and 1.07x).
 BATCHING = {
     "digits_mlp": "max_batch_size: 64\nbatching:\n  max_queue_delay_us: 0\n",
     "mobilenet_v2": "max_batch_size: 2\nbatching:\n  max_queue_delay_us: 0\n",

@@ -41,7 +41,7 @@ from inferlab.loadgen.launch import run
 from inferlab.loadgen.plan import LoadPlan, RateShape, Target
 from inferlab.loadgen.result import RequestRecord, RunResult
 from inferlab.perfmodel.profile import PROTOCOLS, ProtocolOverhead, example_inputs
-from inferlab.perfmodel.simulator import poisson_arrivals, waking_fifo_departures
+from inferlab.perfmodel.simulator import poisson_arrivals, service_spans, waking_fifo_departures
 from inferlab.tensors import TensorSpec
 
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
@@ -219,7 +219,7 @@ def fit_rewake_s(rate_rps: float, loop_s: float, serial_s: float, wake_s: float,
 
     def per_request(rewake: float) -> float:
         done = waking_fifo_departures(arrivals, serial_s, wake_s, idle_gap_s, idle_loop_s, rewake)
-        return float(np.mean(done - np.maximum(arrivals, np.concatenate(([-np.inf], done[:-1])))))
+        return float(np.mean(service_spans(arrivals, done)))
 
     lo, hi = 0.0, wake_s
     if per_request(lo) >= loop_s:
@@ -241,7 +241,6 @@ def reply_share(result: RunResult) -> float:
         return 0.0
     encode, decode = spans["encode"].mean_ms, spans["decode"].mean_ms
     return encode / (encode + decode) if encode + decode > 0 else 0.0
-
 
 
 def split_loop_cost(alone_s: float, loaded_s: float, busy: float, total_s: float) -> tuple[float, float]:

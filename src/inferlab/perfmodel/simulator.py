@@ -177,6 +177,11 @@ def waking_fifo_departures(arrivals: FloatArray, serial_s: float, wake_s: float,
     return out
 
 
+def service_spans(arrivals: FloatArray, departures: FloatArray) -> FloatArray:
+    """Each request's time at a FIFO server: from when it arrived or the one before left, whichever is later."""
+    return departures - np.maximum(arrivals, np.concatenate(([-np.inf], departures[:-1])))
+
+
 def shared_departures(arrivals: FloatArray, work: FloatArray) -> FloatArray:
     """Departure times from one processor shared evenly by every request present (egalitarian processor
     sharing), each needing `work[i]` seconds of it; arrivals sorted. Departures are not in arrival order.
@@ -255,7 +260,7 @@ def simulate(
     by_busy += [by_busy[-1]] * (policy.instances - len(by_busy))
     tables = [st.table(policy.max_batch_size, _LEVELS) for st in by_busy]
     levels = rng.integers(0, _LEVELS, n).tolist()
-    front_s = front - np.maximum(arrivals, np.concatenate(([-np.inf], front[:-1])))  # each one's loop time
+    front_s = service_spans(arrivals, front)  # each one's loop time
     loop = _LoopBusy(front - front_s, front_s) if model_stretch else None  # busy periods: as under FIFO
     reply_s = overhead.serial_s * overhead.reply_share
     shared = overhead.serial_s > 0 or overhead.wake_s > 0 or bool(overhead.idle_loop_s)
