@@ -27,10 +27,20 @@ class HttpContext:
     protect_inference: bool = False
 
     async def body(self, request: Request) -> bytes:
-        """The whole body, refused with 413 as soon as it is known to be over the limit."""
+        """The whole body, refused with 413 as soon as it is known to be over the limit.
+
+        Not `request.body()`: Starlette joins the body with the empty chunk that ends its stream, which
+        copies it (a 1.6 MB JSON body: ~0.17 ms of a function call). Nothing may read the body after this.
+        """
+        self._declared_length(request)
+        body = await self._read(request)
+        return body if isinstance(body, bytes) else bytes(body)  # a V2 binary body comes as a buffer
+
+    async def form_body(self, request: Request) -> bytes:
+        """The whole body like `body`, kept by Starlette for the `request.form()` that parses it next."""
         if self._declared_length(request):
-            return await request.body()  # Starlette keeps it for a form parser that reads it again
-        return bytes(await self._read(request))  # bytes: protocol buffers come only with a Content-Length
+            return await request.body()
+        return bytes(await self._read(request))  # without a Content-Length, the form cannot be parsed again
 
     async def buffer(self, request: Request) -> bytes | memoryview:
         """The whole body like `body`, but a body the HTTP protocol collected in one buffer comes as it is.

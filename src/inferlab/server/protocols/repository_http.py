@@ -74,7 +74,7 @@ async def _multipart(ctx: HttpContext, request: Request) -> dict[str, bytes]:
     declared = request.headers.get("content-length")
     if declared is None or not declared.isdigit():
         raise InvalidInput("an upload needs a Content-Length header")
-    await ctx.body(request)  # enforces the size limit before anything is parsed
+    await ctx.form_body(request)  # enforces the size limit before anything is parsed
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise InvalidInput("an upload must be multipart/form-data with a 'model' file part")
     parts: dict[str, bytes] = {}

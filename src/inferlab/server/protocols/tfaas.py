@@ -115,7 +115,7 @@ def routes(ctx: HttpContext) -> list[Route]:
         """multipart `image` file + `model` field -> the top-5 labels with probabilities."""
         received = perf_counter()
         ctx.authorize(request, inference=True)
-        await ctx.body(request)
+        await ctx.form_body(request)
         async with request.form(max_files=2, max_fields=4, max_part_size=ctx.max_body_bytes) as form:
             image, model_field = form.get("image"), form.get("model")
             if not isinstance(image, UploadFile):
@@ -135,7 +135,7 @@ def routes(ctx: HttpContext) -> list[Route]:
         ctx.authorize(request)
         name = request.path_params.get("model")
         if name is None:
-            await ctx.body(request)  # the size limit, before the form is parsed
+            await ctx.form_body(request)  # the size limit, before the form is parsed
             async with request.form(max_files=0, max_fields=4) as form:
                 field = form.get("model")
             if not isinstance(field, str) or not field:
