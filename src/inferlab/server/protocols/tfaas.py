@@ -70,7 +70,7 @@ def routes(ctx: HttpContext) -> list[Route]:
 
     async def upload(request: Request) -> Response:
         ctx.authorize(request)
-        body = await ctx.body(request)
+        body = await ctx.form_body(request)
         if "form-data" in request.headers.get("content-type", ""):
             files = await read_form(request, ctx.max_body_bytes)
         else:
