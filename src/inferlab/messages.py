@@ -13,11 +13,13 @@ from inferlab.tensors import Array
 class Timings:
     """perf_counter stamps of one request's life in the server, in seconds.
 
-    Filled in as the request moves: the adapter stamps `received`/`encoded`, the scheduler
-    `enqueued`/`batch_start`, the runtime call `infer_start`/`infer_end`.
+    Filled in as the request moves: the adapter stamps `received`, `read` and `encoded`, the scheduler
+    `enqueued`/`batch_start`, the runtime call `infer_start`/`infer_end`. `read` stays 0 when the
+    body came with the request (gRPC) and there was nothing to wait for.
     """
 
     received: float = field(default_factory=perf_counter)
+    read: float = 0.0
     enqueued: float = 0.0
     batch_start: float = 0.0
     infer_start: float = 0.0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import socket
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import onnxruntime as ort
+import orjson
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
@@ -19,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from inferlab.config import ServerConfig
 from inferlab.runtimes import RUNTIMES
 from inferlab.server.app import serve_in_thread
+from inferlab.server.http_protocol import DIRECT_BODY_BYTES
 from tests.batching.conftest import Recorder, recording_repository
 from tests.conftest import SHARED_MODELS
 
@@ -180,13 +184,36 @@ def test_server_timing_parts_add_up_to_the_total(server: tuple[str, Path]) -> No
     for item in reply.headers["server-timing"].split(","):
         name, _, value = item.strip().partition(";")
         parts[name] = value.split("=", 1)[1].strip('"')
-    assert set(parts) == {"decode", "queue", "infer", "encode", "total", "batch"}
+    assert set(parts) == {"receive", "decode", "queue", "infer", "encode", "total", "batch"}
     total = float(parts["total"])
-    assert sum(float(parts[p]) for p in ("decode", "queue", "infer", "encode")) >= 0.95 * total
+    assert sum(float(parts[p]) for p in ("receive", "decode", "queue", "infer", "encode")) >= 0.95 * total
     assert total > 0
     assert int(parts["batch"]) >= 2
     params = reply.json()["parameters"]
-    assert {"decode_ms", "queue_ms", "infer_ms", "batch_size"} <= set(params)
+    assert {"receive_ms", "decode_ms", "queue_ms", "infer_ms", "batch_size"} <= set(params)
+
+
+def test_a_body_that_arrives_late_is_receive_time_not_decode_time(server: tuple[str, Path]) -> None:
+    """The route starts when the head is parsed; the time the body takes to come is transport."""
+    url, _ = server
+    payload = orjson.dumps(body("input", np.full((64, 64), 0.123456789, np.float32)))  # read directly: see below
+    assert len(payload) > DIRECT_BODY_BYTES
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(f"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload[:1000])
+        time.sleep(0.2)
+        sock.sendall(payload[1000:])
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            reply += sock.recv(65536)
+    head = reply.split(b"\r\n\r\n")[0].decode().lower()
+    assert head.startswith("http/1.1 200")
+    timing = head.split("server-timing:")[1].split("\r\n")[0]
+    parts = {name.strip(): float(value) for name, _, value in
+             (item.partition(";dur=") for item in timing.split(",")) if value}
+    assert parts["receive"] >= 150  # the 200 ms pause, less what the head's route start took to schedule
+    assert parts["decode"] < 100
 
 
 def test_access_log_has_one_json_line_per_request(server: tuple[str, Path], caplog: pytest.LogCaptureFixture) -> None:
@@ -199,7 +226,7 @@ def test_access_log_has_one_json_line_per_request(server: tuple[str, Path], capl
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "inferlab.access"]
     assert [line["status"] for line in lines] == [200, 400]
     assert lines[0]["id"] == "req-17"
-    assert {"decode_ms", "queue_ms", "infer_ms", "encode_ms", "total_ms", "batch_size"} <= set(lines[0])
+    assert {"receive_ms", "decode_ms", "queue_ms", "infer_ms", "encode_ms", "total_ms", "batch_size"} <= set(lines[0])
     assert lines[1]["id"] and "unknown input 'x'" in lines[1]["error"]
 
 

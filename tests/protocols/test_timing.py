@@ -10,7 +10,7 @@ from inferlab.server.proto import inference_pb2_grpc as pb_grpc
 from tests.protocols.conftest import sample_inputs
 from tests.protocols.wire import grpc_request
 
-PARTS = {"decode", "queue", "infer", "encode", "total", "batch"}
+PARTS = {"receive", "decode", "queue", "infer", "encode", "total", "batch"}
 
 
 def parts(header: str) -> set[str]:

@@ -234,12 +234,14 @@ def fit_rewake_s(rate_rps: float, loop_s: float, serial_s: float, wake_s: float,
 
 def reply_share(result: RunResult) -> float:
     """The share of a request's loop work that comes after the model: its reply's encoding over both codecs'
-    (the server's Server-Timing `encode` and `decode` spans; parsing the request and writing the reply,
+    (the server's Server-Timing `encode` and `decode` spans, with `receive`, the body's arrival, counted with
+    decode as the profiles measured before it was its own span; parsing the request and writing the reply,
     outside them, are taken as alike). 0 when the server did not report them."""
     spans = result.server_timing
     if "encode" not in spans or "decode" not in spans:
         return 0.0
-    encode, decode = spans["encode"].mean_ms, spans["decode"].mean_ms
+    encode = spans["encode"].mean_ms
+    decode = spans["decode"].mean_ms + (spans["receive"].mean_ms if "receive" in spans else 0.0)
     return encode / (encode + decode) if encode + decode > 0 else 0.0
 
 

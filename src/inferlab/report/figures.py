@@ -26,6 +26,8 @@ PERCENTILE_STYLES = (("50", "-", "p50"), ("90", "--", "p90"), ("99", ":", "p99")
 #: Server-Timing names grouped into the stacked breakdown's parts, in stacking order.
 BREAKDOWN = (("pre-processing", ("decode",)), ("queue", ("queue",)), ("inference", ("infer",)),
              ("post-processing", ("encode",)))
+#: Server-Timing names inside the server's total that are transport: the rest of a large body arriving.
+TRANSPORT_SPANS = ("receive",)
 MAX_LINES = 8  # more lines than this on one axis stop being readable
 
 
@@ -243,8 +245,8 @@ def server_breakdown(runs: Sequence[RunView]) -> Plot | None:
     for run in chosen:
         timing = run.result.server_timing
         transport = run.result.transport
-        parts["transport"].append(transport.mean_ms if transport else 0.0)
-        named = 0.0
+        named = sum(timing[k].mean_ms for k in TRANSPORT_SPANS if k in timing)
+        parts["transport"].append((transport.mean_ms if transport else 0.0) + named)
         for name, keys in BREAKDOWN:
             value = sum(timing[k].mean_ms for k in keys if k in timing)
             parts[name].append(value)

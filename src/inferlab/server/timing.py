@@ -2,7 +2,10 @@
 
 The parts tile the request's life inside the server with no gap, so they add up to the total:
 
-    decode  received -> enqueued      read the body, parse it, validate it against the model
+    receive received -> read          the rest of the body arriving after its head: transport, not decoding
+                                      (0.06 ms for 600 KB, 0.12 ms for 1.1 MB from a client on this machine;
+                                      a slow client's upload shows here)
+    decode  read -> enqueued          parse the body, validate it against the model
     queue   enqueued -> infer_start   wait in the model's queue for a batch and a free instance
     infer   infer_start -> infer_end  the runtime call (for the whole batch this request ran in)
     encode  infer_end -> encoded      split the batch, hand the rows back, serialise the reply
@@ -32,9 +35,10 @@ TIMEOUT_PARAMETER = "timeout"
 access_logger = logging.getLogger("inferlab.access")
 
 
-def arrived(request: InferRequest, received: float, timeout_header: str | None) -> None:
-    """Record when the adapter got the request and the timeout its header asked for (adapters call this)."""
+def arrived(request: InferRequest, received: float, read: float, timeout_header: str | None) -> None:
+    """Record when the adapter got the request and its whole body, and the timeout its header asked for."""
     request.timings.received = received
+    request.timings.read = read
     if timeout_header is not None:
         try:
             timeout_ms = float(timeout_header)
@@ -56,9 +60,11 @@ def deadline(request: InferRequest) -> float:
 
 
 def parts_ms(t: Timings) -> dict[str, float]:
-    """decode, queue, infer, encode and total in milliseconds (encode only once `encoded` is stamped)."""
+    """receive, decode, queue, infer, encode and total in ms (encode and total once `encoded` is stamped)."""
+    read = t.read or t.received
     parts = {
-        "decode": (t.enqueued - t.received) * 1e3,
+        "receive": (read - t.received) * 1e3,
+        "decode": (t.enqueued - read) * 1e3,
         "queue": (t.infer_start - t.enqueued) * 1e3,
         "infer": (t.infer_end - t.infer_start) * 1e3,
     }
@@ -70,12 +76,9 @@ def parts_ms(t: Timings) -> dict[str, float]:
 
 def response_parameters(t: Timings) -> dict[str, Any]:
     """The V2 response `parameters`: what is known before the body is encoded (so no encode/total)."""
-    return {
-        "decode_ms": round((t.enqueued - t.received) * 1e3, 3),
-        "queue_ms": round((t.infer_start - t.enqueued) * 1e3, 3),
-        "infer_ms": round((t.infer_end - t.infer_start) * 1e3, 3),
-        "batch_size": t.batch_size,
-    }
+    parameters: dict[str, Any] = {f"{name}_ms": round(value, 3) for name, value in parts_ms(t).items()}
+    parameters["batch_size"] = t.batch_size
+    return parameters
 
 
 def server_timing(t: Timings) -> str:

@@ -24,6 +24,7 @@ def routes(ctx: HttpContext) -> list[Route]:
         ctx.authorize(request, inference=True)
         params = request.path_params
         body = await ctx.buffer(request)
+        read = perf_counter()
         header_length = kserve_binary.header_length(request.headers)
         if header_length == 0:  # raw binary request: the body is the single input; all outputs binary
             specs = service.model(params["model"], params.get("version")).inputs
@@ -31,7 +32,7 @@ def routes(ctx: HttpContext) -> list[Route]:
             options = OutputOptions(binary_default=True)
         else:
             infer_request, options = decode_request(body, params["model"], params.get("version"), header_length)
-        arrived(infer_request, received, request.headers.get(TIMEOUT_HEADER))
+        arrived(infer_request, received, read, request.headers.get(TIMEOUT_HEADER))
         response = await service.infer(infer_request, options.classification)
         return _encode(response, options, service.finish)
 

@@ -99,7 +99,9 @@ def routes(ctx: HttpContext) -> list[Route]:
         """`{"keys": [...], "values": [...], "model": "m"}` -> the first output row as a JSON array."""
         received = perf_counter()
         ctx.authorize(request, inference=True)
-        doc = json_object(await ctx.body(request))
+        body = await ctx.body(request)
+        read = perf_counter()
+        doc = json_object(body)
         values = doc.get("values")
         if not isinstance(values, list) or not values:
             raise InvalidInput("'values' must be a non-empty list of numbers")
@@ -107,7 +109,7 @@ def routes(ctx: HttpContext) -> list[Route]:
         _, spec, output = _nodes(service, state, name)
         inputs = {spec.name: _one_row(spec, values)}
         response = await service.infer(
-            InferRequest(model=name, version=None, inputs=inputs, outputs=[output], timings=Timings(received))
+            InferRequest(model=name, version=None, inputs=inputs, outputs=[output], timings=Timings(received, read))
         )
         return finished_json_response(service, response, np.ascontiguousarray(response.outputs[output][0].reshape(-1)))
 
@@ -116,6 +118,7 @@ def routes(ctx: HttpContext) -> list[Route]:
         received = perf_counter()
         ctx.authorize(request, inference=True)
         await ctx.form_body(request)
+        read = perf_counter()
         async with request.form(max_files=2, max_fields=4, max_part_size=ctx.max_body_bytes) as form:
             image, model_field = form.get("image"), form.get("model")
             if not isinstance(image, UploadFile):
@@ -126,7 +129,7 @@ def routes(ctx: HttpContext) -> list[Route]:
         pixels = await run_in_threadpool(_image_tensor, data, spec)
         response = await service.infer(
             InferRequest(model=name, version=None, inputs={spec.name: pixels}, outputs=[output],
-                         timings=Timings(received))
+                         timings=Timings(received, read))
         )
         labels = _top_labels(response.outputs[output][0], model)
         return finished_json_response(service, response, {"filename": filename, "labels": labels})

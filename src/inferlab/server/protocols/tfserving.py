@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
+from time import perf_counter
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,7 @@ def routes(ctx: HttpContext) -> list[Route]:
             timings = Timings()
             ctx.authorize(request, inference=True)
             doc = json_object(await ctx.body(request))
+            timings.read = perf_counter()
             _check_signature(doc)
             if verb == ":predict":
                 content, response = await _predict(service, doc, model, version, timings)
