@@ -149,7 +149,8 @@ def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, sec
     open loop, each request has its own timer wake-up and finds the client idle more often, which costs
     it 2-3x the CPU of a closed-loop request, more at low rates (digits 0.06-0.10 against 0.03 ms, mobilenet_v2
     0.52-0.71 against 0.32-0.37 ms). The loop's CPU per request in that run gives `rewake_s`
-    (`fit_rewake_s`), and the server's `encode` and `decode` spans back to back `reply_share`.
+    (`fit_rewake_s`), and the server's `encode` and `decode` spans back to back `reply_share`. A longer
+    open-loop Poisson run at that rate, every request recorded, gives the stalls (`find_stalls`).
     """
     url = server.url
     _closed(url, call, 1, requests=10)  # warm-up: connections, first-call allocations
