@@ -171,13 +171,15 @@ def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, sec
     points = []  # (actual gap, paced latencies, loop CPU per request beyond the idle loop's)
     busy_s = warm  # how long a paced request holds the system: paced from the longest gap down, the last run's
     for gap in sorted(_IDLE_GAPS_S[1:], reverse=True):
-        before = _main_thread_cpu_s(server.pid)
-        paced = _paced(url, call, 1.0 / (gap + busy_s), per_gap)
-        if paced_gap_s(paced) <= 0:  # its connection opened so slowly that every request queued behind it
+        for _ in range(2):  # again when no request found the system idle (all queued behind a slow connection)
+            before = _main_thread_cpu_s(server.pid)
             paced = _paced(url, call, 1.0 / (gap + busy_s), per_gap)
-        lat, actual = paced_latencies(paced), paced_gap_s(paced)
-        points.append((actual, lat, (_main_thread_cpu_s(server.pid) - before) / per_gap - idle_cpu * actual))
+            lat, actual = paced_latencies(paced), paced_gap_s(paced)
+            if actual > 0:
+                break
         busy_s = max(warm, float(np.percentile(lat, _PACED_CLEAR_PERCENTILE)))
+        if actual > 0:  # a run that left no gap twice measured queueing, not waking up: left out of the curve
+            points.append((actual, lat, (_main_thread_cpu_s(server.pid) - before) / per_gap - idle_cpu * actual))
     gaps, penalties, gap_cpu = [0.0], [], []
     for actual, lat, cpu in sorted(points, key=lambda point: point[0]):
         gaps.append(max(gaps[-1] + 1e-6, actual))
@@ -379,7 +381,9 @@ def _paced_pairs(result: RunResult) -> list[tuple[float, float]]:
     queued behind it instead of finding the system idle: a connection opening that took ~5 ms once held
     up a whole run of 0.1 ms gaps, which then came out as no gap at all with 5 ms of latency, and the
     monotone fit spread that over every gap (0.4-0.8 ms on all of them). All of them when none found it idle
-    (`measure_overhead` then runs it again: one opening took 7 ms, and 16 requests 0.1 ms apart never caught up).
+    (`measure_overhead` then runs it again, and leaves the gap out if none does again: one opening took 7 ms,
+    and 16 requests 0.1 ms apart never caught up; mobilenet_v2's 0.1 ms run once left no gap twice, and
+    its 0.66 ms of queueing, pooled, became the penalty at every gap: +25 % at p50 without batching).
     """
     recs = sorted(result.requests, key=lambda r: r.intended_s)
     pairs = [(b.intended_s - (a.intended_s + a.latency_ms / 1e3), b.latency_ms / 1e3) for a, b in pairwise(recs)]
