@@ -148,7 +148,6 @@ def run(models: list[str], protocol: str | None, quick: bool, config_filter: str
               f"({oh.rewake_s * 1e3:.3f} ms/round when busy), "
               f"delay {oh.delay_s * 1e3:.3f} ms, "
               f"client {oh.client_cpu_s * 1e3:.3f} ms/req, hand-off {oh.handoff_s * 1e3:.3f} ms/batch, "
-              f"stalls {oh.stall_rate_hz:.1f}/s of {np.median(oh.stall_s or (0.0,)) * 1e3:.2f} ms (median), "
               f"model b=1 {np.median(prof.service_s['1x1'][1]) * 1e3:.3f} ms; load average {os.getloadavg()[0]:.2f}")
         call = encode_call(proto, model, prof.inputs)
         for name, config in configs(model).items():

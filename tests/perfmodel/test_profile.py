@@ -12,7 +12,6 @@ from inferlab.loadgen.result import RequestRecord
 from inferlab.perfmodel.overhead import (
     apply_config,
     encode_call,
-    find_stalls,
     measure_overhead,
     monotone_fit,
     paced_gap_s,
@@ -21,7 +20,7 @@ from inferlab.perfmodel.overhead import (
     split_loop_cost,
 )
 from inferlab.perfmodel.predict import predict
-from inferlab.perfmodel.profile import Profile, ProtocolOverhead, record_service_times, stall_threshold_s, unstalled
+from inferlab.perfmodel.profile import Profile, ProtocolOverhead, record_service_times, unstalled
 from tests.conftest import SHARED_MODELS, make_repository
 
 
@@ -139,8 +138,9 @@ def test_calls_preempted_for_most_of_their_time_are_left_out() -> None:
     assert unstalled([(0.02, 0.019)] * 3) == [0.02] * 3  # everything stalled: keep what there is
 
 
-def record(i: int, lag_ms: float, latency_ms: float, every_s: float = 0.001) -> RequestRecord:
-    return RequestRecord(i, intended_s=i * every_s, sent_s=i * every_s + lag_ms / 1e3, connect_ms=0.0, write_ms=0.0,
+def record(i: int, lag_ms: float, latency_ms: float) -> RequestRecord:
+    """Request `i` of a run paced 1 ms apart."""
+    return RequestRecord(i, intended_s=i * 0.001, sent_s=i * 0.001 + lag_ms / 1e3, connect_ms=0.0, write_ms=0.0,
                          wait_ms=0.0, read_ms=0.0, latency_ms=latency_ms, service_ms=latency_ms - lag_ms,
                          status=200, bytes_in=0, bytes_out=0)
 
@@ -176,35 +176,3 @@ def test_a_loop_rarely_busy_when_saturated_keeps_its_cost_per_request() -> None:
     # Busy 9% (instance-bound): dividing by 0.09 put everything into waking; now a saturated request costs
     # what it cost there and only the rest is waking.
     assert split_loop_cost(0.000407, 0.00034, 0.09, 0.001) == pytest.approx((0.00034, 0.000067))
-
-
-def test_a_stretch_with_requests_outstanding_and_no_response_is_a_stall() -> None:
-    # Every 0.1 ms a request of 0.2 ms (two outstanding at a time, responses every 0.1 ms), for 1 s; the system
-    # stalls from 0.5 s for 10 ms: the requests sent in it wait for its end, the one in flight too.
-    lat = [0.2 if not 0.4998 <= i * 1e-4 < 0.51 else (0.5102 - i * 1e-4) * 1e3 for i in range(10_000)]
-    rate, lengths = find_stalls([record(i, 0.0, ms, 1e-4) for i, ms in enumerate(lat)], 0.0005, 0.0002)
-    assert lengths == pytest.approx((0.0103 - 0.0002,), abs=2e-6)  # no response from 0.4999 to 0.5102 s, less a request
-    assert rate == pytest.approx(1.0, rel=0.01)  # one in the run's second
-    assert find_stalls([record(i, 0.0, 0.2, 1e-4) for i in range(10_000)], 0.0005, 0.0002) == (0.0, ())
-
-
-def test_measured_stalls_round_trip_and_leave_the_jitter() -> None:
-    latency = (0.0002,) * 98 + (0.0003, 0.005)  # the 5 ms sample met a stall
-    oh = ProtocolOverhead(serial_s=0.0001, delay_s=0.0, latency_s=latency, idle_gap_s=(0.0, 0.001),
-                          idle_penalty_s=(0.0, 0.0001), stall_rate_hz=3.0, stall_s=(0.002, 0.004))
-    assert stall_threshold_s(latency, oh.idle_penalty_s) == pytest.approx(2 * (np.percentile(latency, 99) + 0.0001))
-    again = Profile.from_json(Profile("m", (), {"1x1": {1: (1e-6,)}}, {"v2-json": oh}).to_json())
-    assert again.overhead["v2-json"] == oh
-    sim = again.overhead_for("v2-json")
-    assert (sim.stall_rate_hz, sim.stall_s) == (3.0, (0.002, 0.004))
-    assert max(sim.jitter_s) == pytest.approx(0.0001)  # the stall is modelled as one, not as one request's jitter
-    old = ProtocolOverhead(serial_s=0.0001, delay_s=0.0, latency_s=latency)  # no stall measurement: all of it
-    assert max(old.as_overhead().jitter_s) == pytest.approx(0.0048)
-
-
-def test_a_prediction_runs_long_enough_to_hold_its_stalls() -> None:
-    oh = ProtocolOverhead(serial_s=0.0, delay_s=0.0, stall_rate_hz=10.0, stall_s=(0.001,))
-    prof = Profile("m", (), {"1x1": {1: (0.0001,)}}, {"v2-json": oh}, {"cpus": 2})
-    sim = predict(prof, ModelConfig(), 1000.0, requests=2000).sim
-    assert sim.completed == pytest.approx(0.95 * 1000.0 * 200 / 10.0, rel=0.01)  # 20 s: 200 stalls
-    assert predict(prof, ModelConfig(), 1000.0, requests=2000, min_stalls=0).sim.completed == 1900

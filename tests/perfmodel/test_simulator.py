@@ -11,11 +11,9 @@ from inferlab.perfmodel.simulator import (
     Overhead,
     constant_arrivals,
     fifo_departures,
-    from_running_time,
     poisson_arrivals,
     shared_departures,
     simulate,
-    to_running_time,
     trace_arrivals,
 )
 
@@ -146,24 +144,3 @@ def test_a_batchs_replies_queue_on_the_loop_together() -> None:
     whole = simulate(np.array([0.0, 0.002, 0.004, 0.006]), ServiceTimes.constant(0.010), BatchPolicy(4, 0.1),
                      Overhead(serial_s=0.001))
     assert whole.mean_latency_s == pytest.approx(0.017 - 0.003)
-
-
-def test_a_stall_holds_everyone_queued_behind_it() -> None:
-    # 1,000 arrivals/s of 0.1 ms each; two 20 ms stalls a second freeze the system 4% of the time: the ~4% of
-    # requests arriving in one wait for its end (the same as per-request jitter would delay ~0.2% by 20 ms).
-    stalls = Overhead(stall_rate_hz=2.0, stall_s=(0.02,))
-    r = simulate(constant_arrivals(1000.0, 50_000), ServiceTimes.constant(0.0001), BatchPolicy(), stalls)
-    calm = simulate(constant_arrivals(1000.0, 50_000), ServiceTimes.constant(0.0001), BatchPolicy())
-    assert calm.p99_s == pytest.approx(0.0001)
-    assert r.p50_s == pytest.approx(0.0001)
-    assert 0.005 < r.p99_s < 0.02  # the requests in a stall wait for its rest: 0-20 ms, 1 in 25
-    assert r.mean_latency_s == pytest.approx(0.0001 + 2.0 * 0.02 * 0.01, rel=0.2)  # 4% of them, 10 ms on average
-
-
-def test_running_time_stands_still_during_a_stall() -> None:
-    starts, lengths = np.array([1.0, 3.0]), np.array([0.5, 1.0])
-    t = np.array([0.5, 1.2, 2.0, 3.5, 5.0])
-    running = to_running_time(t, starts, lengths)
-    np.testing.assert_allclose(running, [0.5, 1.0, 1.5, 2.5, 3.5])  # inside a stall: its start
-    # one served 0.1 s after arriving in the first stall leaves 0.1 s after it ends
-    np.testing.assert_allclose(from_running_time(running + 0.1, starts, lengths), [0.6, 1.6, 2.1, 4.1, 5.1])

@@ -14,7 +14,6 @@ Example::
 
 from __future__ import annotations
 
-import gc
 import math
 import os
 import socket
@@ -40,8 +39,8 @@ from inferlab.errors import InvalidInput
 from inferlab.experiments import experiment
 from inferlab.loadgen.launch import run
 from inferlab.loadgen.plan import LoadPlan, RateShape, Target
-from inferlab.loadgen.result import RequestRecord, RunResult
-from inferlab.perfmodel.profile import PROTOCOLS, ProtocolOverhead, example_inputs, stall_threshold_s
+from inferlab.loadgen.result import RunResult
+from inferlab.perfmodel.profile import PROTOCOLS, ProtocolOverhead, example_inputs
 from inferlab.perfmodel.simulator import poisson_arrivals, service_spans, waking_fifo_departures
 from inferlab.tensors import TensorSpec
 
@@ -55,8 +54,6 @@ _REWAKE_STEPS = 20  # bisection steps: wake_s / 2**20
 _PACED_CLEAR_PERCENTILE = 90  # paced sends leave this share of the requests done before the gap starts
 _IDLE_PROBE_S = 0.3  # how long the idle loop's own CPU use is measured, to take it out of the idle gaps
 _OPEN_LOOP_SHARE = 0.5  # the client's open-loop CPU is measured at this share of the saturated rate
-_STALL_WARMUP_S = 1.0  # the stall run's start (connections opening) is not looked at
-_OPEN_LOOP_CONNECTIONS = 32  # as the validation's open-loop runs (validate.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,8 +146,7 @@ def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, sec
     open loop, each request has its own timer wake-up and finds the client idle more often, which costs
     it 2-3x the CPU of a closed-loop request, more at low rates (digits 0.06-0.10 against 0.03 ms, mobilenet_v2
     0.52-0.71 against 0.32-0.37 ms). The loop's CPU per request in that run gives `rewake_s`
-    (`fit_rewake_s`), and the server's `encode` and `decode` spans back to back `reply_share`. A longer
-    open-loop Poisson run at that rate, every request recorded, gives the stalls (`find_stalls`).
+    (`fit_rewake_s`), and the server's `encode` and `decode` spans back to back `reply_share`.
     """
     url = server.url
     _closed(url, call, 1, requests=10)  # warm-up: connections, first-call allocations
@@ -194,7 +190,6 @@ def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, sec
     cpu2 = _main_thread_cpu_s(server.pid)
     client_s, sent = _open_loop_client_cpu_s(url, call, poisson_rps, seconds / 4)
     poisson_loop_s = (_main_thread_cpu_s(server.pid) - cpu2) / max(1, sent)
-    stalled = _stall_run(url, call, poisson_rps, seconds)
     busy = min(1.0, cpu_s / per_request_s)
     infer_s = loaded.server_timing["infer"].mean_ms / 1e3 if "infer" in loaded.server_timing else 0.0
     instance_bound = infer_s > cpu_s  # the instance, not the loop, is the busier station
@@ -203,36 +198,12 @@ def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, sec
     serial, wake = split_loop_cost(woken_s, cpu_s, busy, total)
     curve = monotone_fit([0.0, *(max(0.0, float(np.median(lat)) - warm) for lat in penalties)])
     cold = monotone_fit([0.0, *(max(0.0, c - unpaused) for c in gap_cpu)])
-    stall_rate, stalls = find_stalls(stalled.requests, stall_threshold_s(latencies.tolist(), curve), warm)
     return ProtocolOverhead(serial_s=serial, delay_s=max(0.0, total - serial - wake),
                             latency_s=tuple(latencies.tolist()), idle_gap_s=tuple(gaps),
                             idle_penalty_s=tuple(curve), client_cpu_s=client_s,
                             handoff_s=handoff, wake_s=wake, loop_busy=busy, idle_loop_s=tuple(cold),
                             reply_share=reply_share(alone),
-                            rewake_s=fit_rewake_s(poisson_rps, poisson_loop_s, serial, wake, gaps, cold),
-                            stall_rate_hz=stall_rate, stall_s=stalls)
-
-
-def find_stalls(records: Sequence[RequestRecord], longest_s: float, typical_s: float
-                ) -> tuple[float, tuple[float, ...]]:
-    """Whole-system stalls in an open-loop run: (stalls per second, their lengths).
-
-    While requests are outstanding the system answers one at least every request's time, so a stretch
-    with requests outstanding and no response for longer than `longest_s` (the longest a request takes
-    alone) was a stall: the machine, the scheduler or the client's loop held everything up. Its length is
-    the stretch less a request's `typical_s`. A stall delays every request that arrives in it or waits
-    behind it, which a per-request jitter cannot hold: digits over JSON at 2,500-10,000 Poisson
-    arrivals/s met 5-10 stalls/s of 1-10 ms (one of 55 ms), and its p99 was 1-24 ms against 0.25 ms at
-    the median; the server collected no garbage meanwhile (its collections all came at start-up).
-    """
-    done = [(r.intended_s + r.latency_ms / 1e3, r.intended_s) for r in records if r.status > 0]
-    if len(done) < 2:
-        return 0.0, ()
-    ends, arrived = np.array(sorted(done)).T
-    first = np.minimum.accumulate(arrived[::-1])[::-1]  # the earliest arrival still outstanding before each end
-    quiet = ends - np.maximum(np.concatenate(([-np.inf], ends[:-1])), first)  # outstanding, no response
-    lengths = quiet[quiet > longest_s] - typical_s
-    return lengths.size / float(ends[-1] - arrived.min()), tuple(lengths.tolist())
+                            rewake_s=fit_rewake_s(poisson_rps, poisson_loop_s, serial, wake, gaps, cold))
 
 
 def fit_rewake_s(rate_rps: float, loop_s: float, serial_s: float, wake_s: float,
@@ -334,26 +305,10 @@ def _checked(plan: LoadPlan) -> RunResult:
 def _open_loop_client_cpu_s(url: str, call: InferCall, rate_rps: float, seconds: float) -> tuple[float, int]:
     """The load generator's CPU seconds per request when it sends Poisson arrivals at `rate_rps`, and how many
     requests it sent."""
-    plan = LoadPlan(target_for(url, call), mode="open", concurrency=_OPEN_LOOP_CONNECTIONS,
-                    requests=max(50, int(rate_rps * seconds)),
+    plan = LoadPlan(target_for(url, call), mode="open", concurrency=32, requests=max(50, int(rate_rps * seconds)),
                     arrivals=RateShape(((math.inf, rate_rps, rate_rps),), poisson=True), timeout_s=30.0)
     result = run(plan)
     return result.self_check.cpu_seconds / max(1, result.counts.requests), result.counts.requests
-
-
-def _stall_run(url: str, call: InferCall, rate_rps: float, seconds: float) -> RunResult:
-    """An open-loop Poisson run as validations send (after a start that is not recorded), every request
-    recorded. This process does not collect garbage meanwhile: the records would make it collect (~1 ms a
-    time) where a validation's client, which keeps no records, hardly does."""
-    plan = LoadPlan(target_for(url, call), mode="open", concurrency=_OPEN_LOOP_CONNECTIONS,
-                    requests=max(50, int(rate_rps * (seconds + _STALL_WARMUP_S))), warmup_s=_STALL_WARMUP_S,
-                    arrivals=RateShape(((math.inf, rate_rps, rate_rps),), poisson=True), timeout_s=30.0,
-                    record_requests=True)
-    gc.disable()
-    try:
-        return run(plan)
-    finally:
-        gc.enable()
 
 
 def _paced(url: str, call: InferCall, rate_rps: float, requests: int) -> RunResult:

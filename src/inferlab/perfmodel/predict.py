@@ -35,8 +35,6 @@ ArrivalKind = Literal["poisson", "constant", "trace"]
 
 _SHARING_ROUNDS = 2  # instance utilisation -> slowdowns -> utilisation: two rounds settle it
 _PROBE_REQUESTS = 4000
-MIN_STALLS = 200  # a prediction's run is long enough to hold this many stalls: its p99 rests on them
-_MAX_REQUESTS = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +121,6 @@ def predict(
     workers: int = 1,
     client_on_host: bool = True,
     capacity: float | None = None,
-    min_stalls: int = MIN_STALLS,
 ) -> Prediction:
     """Simulate `requests` arrivals at `rate_rps` (a trace is rescaled to that mean rate) and cross-check.
 
@@ -134,13 +131,8 @@ def predict(
     its own front end and batcher with ceil(instances / workers) instances and gets an equal random
     share of the requests, so one worker is simulated at rate / workers and the totals are scaled back up.
     `capacity` (from `capacity_for`; it does not depend on the rate) saves recomputing it per rate.
-    The run is lengthened to hold `min_stalls` stalls (`Overhead.stall_rate_hz`): a few a second set the
-    tail, and 20,000 digits requests (2 s) held ~10, which moved the p99 by half between seeds.
     """
     service, policy, overhead, demand = _setup(profile, config, protocol, workers, client_on_host)
-    if overhead.stall_rate_hz > 0:  # requests per worker, spanning the stalls wanted
-        span_s = min_stalls / overhead.stall_rate_hz
-        requests = max(requests, min(_MAX_REQUESTS, int(rate_rps / workers * span_s)))
     if capacity is None:
         capacity = capacity_rps(service, policy, overhead, demand) * workers
     if demand is not None:

@@ -67,9 +67,6 @@ class ProtocolOverhead:
     request (it shares the cores when it runs on this machine); `handoff_s` is how long an instance sat
     idle per batch with requests waiting (results back through the loop, the next batch from it).
     `reply_share` of the loop's work on a request comes after its batch (encoding and writing the reply).
-    `stall_rate_hz` whole-system stalls a second, as long as `stall_s`, were seen under open-loop load
-    (`overhead.find_stalls`); the back-to-back samples longer than `stall_threshold_s` are such stalls, so
-    the jitter leaves them out when stalls were measured.
     """
 
     serial_s: float
@@ -84,27 +81,14 @@ class ProtocolOverhead:
     idle_loop_s: tuple[float, ...] = ()  # more loop CPU per request after each idle gap (part of idle_penalty_s)
     reply_share: float = 0.0  # the share of the loop's work per request done after the model (the reply)
     rewake_s: float = 0.0  # loop CPU of a round straight after another (0 in older profiles)
-    stall_rate_hz: float = 0.0  # whole-system stalls per second under open-loop load (0 in older profiles)
-    stall_s: tuple[float, ...] = ()  # their lengths
 
     def as_overhead(self) -> Overhead:
-        kept = np.asarray(self.latency_s)
-        if self.stall_s and kept.size:
-            kept = kept[kept <= stall_threshold_s(self.latency_s, self.idle_penalty_s)]
-        jitter = kept - float(np.median(kept)) if kept.size else np.zeros(0)
+        jitter = np.asarray(self.latency_s) - float(np.median(self.latency_s)) if self.latency_s else np.zeros(0)
         cold = self.idle_loop_s if len(self.idle_loop_s) == len(self.idle_gap_s) else (0.0,) * len(self.idle_gap_s)
         delay = tuple(max(0.0, p - c) for p, c in zip(self.idle_penalty_s, cold, strict=True))
         return Overhead(self.serial_s, self.delay_s, self.wake_s, self.idle_gap_s, delay,
                         tuple(jitter.tolist()), self.handoff_s, cold if any(cold) else (), self.reply_share,
-                        self.rewake_s, self.stall_rate_hz, self.stall_s)
-
-
-def stall_threshold_s(latency_s: Sequence[float], idle_penalty_s: Sequence[float]) -> float:
-    """With requests outstanding, no response for longer than this is a stall: twice the longest a request
-    normally takes alone (the back-to-back latency's 99th percentile plus the largest wake-up penalty), as
-    requests overlapping another took up to twice as long as alone (digits over JSON at 2,500 Poisson
-    arrivals/s: 0.40 against 0.21 ms), which is load, not a stall."""
-    return 2.0 * (float(np.percentile(latency_s, 99)) + max(idle_penalty_s, default=0.0))
+                        self.rewake_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,8 +153,7 @@ class Profile:
                     "idle_gap_s": list(o.idle_gap_s), "idle_penalty_s": list(o.idle_penalty_s),
                     "client_cpu_s": o.client_cpu_s, "handoff_s": o.handoff_s, "wake_s": o.wake_s,
                     "loop_busy": o.loop_busy, "idle_loop_s": list(o.idle_loop_s),
-                    "reply_share": o.reply_share, "rewake_s": o.rewake_s,
-                    "stall_rate_hz": o.stall_rate_hz, "stall_s": list(o.stall_s)}
+                    "reply_share": o.reply_share, "rewake_s": o.rewake_s}
                 for p, o in self.overhead.items()
             },
             "machine": self.machine,
@@ -194,9 +177,7 @@ class Profile:
                                         float(o.get("client_cpu_s", 0.0)), float(o.get("handoff_s", 0.0)),
                                         float(o.get("wake_s", 0.0)), float(o.get("loop_busy", 1.0)),
                                         tuple(float(x) for x in o.get("idle_loop_s", ())),
-                                        float(o.get("reply_share", 0.0)), float(o.get("rewake_s", 0.0)),
-                                        float(o.get("stall_rate_hz", 0.0)),
-                                        tuple(float(x) for x in o.get("stall_s", ())))
+                                        float(o.get("reply_share", 0.0)), float(o.get("rewake_s", 0.0)))
                     for p, o in raw.get("overhead", {}).items()
                 },
                 machine=dict(raw.get("machine", {})),

@@ -21,10 +21,7 @@ The model mirrors the server's policy, so its predictions can be checked against
 * while a batch waits for its deadline with an instance free, the server's batcher yields to the
   event loop instead of sleeping for the last `spin_s` of the wait (its timers tick in whole
   milliseconds): the loop's thread stays runnable then, so it takes a core from the instances
-  (`SimResult.loop_spin`, fed back through `loop_spin`);
-* the whole system stalls now and then (`Overhead.stall_rate_hz`, lengths drawn from `Overhead.stall_s`:
-  the machine, the scheduler or the client's own loop): nothing moves during a stall, so it delays
-  every request that arrives in it or is in flight, and the queue it leaves behind.
+  (`SimResult.loop_spin`, fed back through `loop_spin`).
 
 The front end is a Lindley recursion, vectorised with numpy; the batcher is an event loop over plain
 Python lists (no numpy scalars in the loop), so 100k requests take well under a second.
@@ -79,8 +76,7 @@ class Overhead:
     allocation and other tenants add to every request, queue or no queue. `handoff_s` holds an instance
     after each batch (its requests' latency does not include it: the unloaded delay already does).
     `idle_loop_s[k]` is more event-loop time for a request that finds the loop asleep for `idle_gap_s[k]`:
-    it queues, unlike the penalty. `stall_rate_hz` stalls a second (Poisson), each as long as one of
-    `stall_s`, freeze the whole system: unlike jitter, a stall delays everyone queued behind it.
+    it queues, unlike the penalty.
     """
 
     serial_s: float = 0.0
@@ -93,8 +89,6 @@ class Overhead:
     idle_loop_s: tuple[float, ...] = ()  # on the idle_gap_s grid
     reply_share: float = 0.0  # the share of `serial_s` the loop spends on a request's reply, after its batch
     rewake_s: float = 0.0  # event-loop time of a round straight after another, without sleeping
-    stall_rate_hz: float = 0.0  # whole-system stalls per second (measured: `overhead.find_stalls`)
-    stall_s: tuple[float, ...] = ()  # their measured lengths
 
     def penalty(self, idle_s: FloatArray) -> FloatArray | float:
         if not self.idle_penalty_s:
@@ -219,40 +213,6 @@ def shared_departures(arrivals: FloatArray, work: FloatArray) -> FloatArray:
     return out
 
 
-def stall_times(span_s: float, rate_hz: float, lengths_s: Sequence[float], rng: np.random.Generator
-                ) -> tuple[FloatArray, FloatArray]:
-    """(starts, lengths) of stalls over `span_s`: a Poisson process of `rate_hz` in the time between stalls,
-    lengths drawn from `lengths_s`; sorted and disjoint."""
-    if rate_hz <= 0 or not lengths_s or span_s <= 0:
-        return np.zeros(0), np.zeros(0)
-    k = int(rate_hz * span_s + 6 * np.sqrt(rate_hz * span_s) + 10)  # enough draws to cover the span
-    lengths: FloatArray = rng.choice(np.asarray(lengths_s, dtype=np.float64), k)
-    starts: FloatArray = np.cumsum(rng.exponential(1.0 / rate_hz, k)) + np.concatenate(([0.0], np.cumsum(lengths)[:-1]))
-    keep = starts < span_s
-    return starts[keep], lengths[keep]
-
-
-def to_running_time(t: FloatArray, starts: FloatArray, lengths: FloatArray) -> FloatArray:
-    """Wall-clock times -> the system's running time, which stands still during stalls (a time inside a
-    stall maps to the stall's start)."""
-    if starts.size == 0:
-        return t
-    j = np.searchsorted(starts, t, side="right") - 1  # the latest stall begun by t (-1: none)
-    jj = np.maximum(j, 0)
-    stalled = np.concatenate(([0.0], np.cumsum(lengths)))[jj] + np.minimum(t - starts[jj], lengths[jj])
-    out: FloatArray = t - np.where(j >= 0, stalled, 0.0)
-    return out
-
-
-def from_running_time(tau: FloatArray, starts: FloatArray, lengths: FloatArray) -> FloatArray:
-    """The inverse of `to_running_time` for events: one at a stall's start in running time happens after
-    the stall (nan stays nan)."""
-    before = np.concatenate(([0.0], np.cumsum(lengths)))
-    k = np.searchsorted(starts - before[:-1], tau, side="left")  # stalls begun before tau, in running time
-    out: FloatArray = tau + before[k]
-    return out
-
-
 def _interp(x: float, xs: list[float], ys: list[float]) -> float:
     """np.interp for one float, without numpy's per-call cost (this runs once per request)."""
     j = bisect_right(xs, x)
@@ -288,11 +248,6 @@ def simulate(
     if n == 0:
         raise InvalidInput("simulate: need at least one arrival")
     rng = np.random.default_rng(seed)
-    wall = arrivals
-    stalls = stall_times(float(arrivals[-1] - arrivals[0]), overhead.stall_rate_hz, overhead.stall_s,
-                         np.random.default_rng(seed + 7))
-    stalls = (stalls[0] + arrivals[0], stalls[1])
-    arrivals = to_running_time(arrivals, *stalls)  # everything below runs in the system's running time
     front = arrivals
     if overhead.wake_s > 0 or overhead.idle_loop_s:
         front = waking_fifo_departures(arrivals, overhead.serial_s, overhead.wake_s, overhead.idle_gap_s,
@@ -319,8 +274,7 @@ def simulate(
     if shared and reply_s > 0:
         done = _replied(arrivals, front_s - reply_s, done, reply_s)
     jitter = rng.choice(np.asarray(overhead.jitter_s), n) if overhead.jitter_s else np.zeros(n)
-    started, done = from_running_time(started, *stalls), from_running_time(done, *stalls)
-    return _summarise(wall, front_s, started, done, batches, busy_s, spin_s, policy,
+    return _summarise(arrivals, front_s, started, done, batches, busy_s, spin_s, policy,
                       overhead, jitter, int(n * warmup_fraction))
 
 

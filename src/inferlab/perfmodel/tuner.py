@@ -23,7 +23,7 @@ from inferlab.perfmodel.simulator import SimResult
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 DELAYS_US = (0, 250, 1000, 2000, 5000, 10000)
-_SEARCH_REQUESTS = 10_000  # per candidate, however few stalls that holds: ranking, not the final word
+_SEARCH_REQUESTS = 10_000
 _BISECTION_STEPS = 7
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 
@@ -103,7 +103,7 @@ def tune(
 
 def _at_rate(profile: Profile, config: ModelConfig, slo: Slo, rate: float, protocol: str, seed: int,
              workers: int) -> Candidate:
-    p = predict(profile, config, rate, protocol, requests=_SEARCH_REQUESTS, seed=seed, workers=workers, min_stalls=0)
+    p = predict(profile, config, rate, protocol, requests=_SEARCH_REQUESTS, seed=seed, workers=workers)
     return Candidate(config, p, slo.met(p))
 
 
@@ -114,14 +114,14 @@ def _max_rate(profile: Profile, config: ModelConfig, slo: Slo, protocol: str, se
     for _ in range(_BISECTION_STEPS):
         mid = (lo + hi) / 2
         p = predict(profile, config, mid, protocol, requests=_SEARCH_REQUESTS, seed=seed, workers=workers,
-                    capacity=capacity, min_stalls=0)
+                    capacity=capacity)
         if slo.met(p):
             lo, best = mid, p
         else:
             hi = mid
     if best is None:
         low = predict(profile, config, hi / 2 ** _BISECTION_STEPS, protocol, requests=_SEARCH_REQUESTS, seed=seed,
-                      workers=workers, capacity=capacity, min_stalls=0)
+                      workers=workers, capacity=capacity)
         return Candidate(config, low, False, 0.0)
     return Candidate(config, best, True, lo)
 
