@@ -138,15 +138,28 @@ def test_calls_preempted_for_most_of_their_time_are_left_out() -> None:
     assert unstalled([(0.02, 0.019)] * 3) == [0.02] * 3  # everything stalled: keep what there is
 
 
+def record(i: int, lag_ms: float, latency_ms: float) -> RequestRecord:
+    """Request `i` of a run paced 1 ms apart."""
+    return RequestRecord(i, intended_s=i * 0.001, sent_s=i * 0.001 + lag_ms / 1e3, connect_ms=0.0, write_ms=0.0,
+                         wait_ms=0.0, read_ms=0.0, latency_ms=latency_ms, service_ms=latency_ms - lag_ms,
+                         status=200, bytes_in=0, bytes_out=0)
+
+
 def test_paced_runs_time_from_the_schedule_and_skip_the_connection() -> None:
-    def record(i: int, lag_ms: float, latency_ms: float) -> RequestRecord:
-        return RequestRecord(i, intended_s=i * 0.001, sent_s=i * 0.001 + lag_ms / 1e3, connect_ms=0.0, write_ms=0.0,
-                             wait_ms=0.0, read_ms=0.0, latency_ms=latency_ms, service_ms=latency_ms - lag_ms,
-                             status=200, bytes_in=0, bytes_out=0)
-    # Sent every 1 ms; the first opened the connection (2 ms); the others 0.25 ms, 0.05 ms of it the client's lateness.
-    result = SimpleNamespace(requests=[record(2, 0.05, 0.25), record(0, 0.5, 2.0), record(1, 0.05, 0.25)])
+    # Sent every 1 ms; the first opened the connection (1.5 ms: the one meant for 1 ms waited 0.5 ms for it); the
+    # others took 0.25 ms, 0.05 ms of it the client's lateness.
+    result = SimpleNamespace(requests=[record(2, 0.05, 0.25), record(0, 0.5, 1.5), record(1, 0.5, 0.75),
+                                       record(3, 0.05, 0.25)])
     assert paced_latencies(result) == pytest.approx([0.00025, 0.00025])  # from the intended send, lateness in
-    assert paced_gap_s(result) == pytest.approx(0.00075)  # idle from a response to the next intended send
+    assert paced_gap_s(result) == pytest.approx(0.0005)  # idle from a response to the next send: 0.25, 0.75 ms
+
+
+def test_paced_requests_queued_behind_a_slow_connection_are_not_paced() -> None:
+    # The connection took 5 ms to open: the requests meant for 1-4 ms waited for it, not after an idle gap.
+    late = [record(i, 5.0 - i, 5.25 - i) for i in range(1, 5)]
+    result = SimpleNamespace(requests=[record(0, 4.9, 5.0), *late, *(record(i, 0.05, 0.25) for i in range(5, 9))])
+    assert paced_latencies(result) == pytest.approx([0.00025] * 3)  # from 6 ms on; 5 ms followed a 4.25 ms one
+    assert paced_gap_s(result) == pytest.approx(0.00075)
 
 
 def test_the_reply_share_and_rewake_round_trip_and_reach_the_simulation() -> None:
