@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,6 +72,29 @@ def test_fresh_connections_reach_both_workers_and_metrics_count_every_worker(wor
     lines = [json.loads(line) for line in log.read_text().splitlines() if '"spread-' in line]
     assert len(lines) == FRESH_CONNECTIONS
     assert len({line["pid"] for line in lines}) == 2, "both workers served requests"
+
+
+def test_a_burst_of_new_connections_is_shared_out_between_the_workers(workers: tuple[str, Path]) -> None:
+    """wrk and connection pools open their connections all at once; the first worker to wake used to take them all."""
+    url, log = workers
+    host, port = url.removeprefix("http://").split(":")
+    bursts, per_burst = 20, 8
+    for b in range(bursts):
+        socks = [socket.create_connection((host, int(port))) for _ in range(per_burst)]
+        for i, sock in enumerate(socks):
+            body = json.dumps({**DIGITS, "id": f"burst-{b}-{i}"}).encode()
+            sock.sendall(b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        for sock in socks:
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+            sock.close()
+    time.sleep(0.5)  # the access log lines reach the file
+    lines = [json.loads(text) for text in log.read_text().splitlines() if text.startswith('{"') and '"burst-' in text]
+    pid_of = {line["id"]: line["pid"] for line in lines}
+    splits = [sorted(Counter(pid_of[f"burst-{b}-{i}"] for i in range(per_burst)).values()) for b in range(bursts)]
+    print("SPLITS", splits)
+    assert all(len(split) == 2 for split in splits), splits  # no burst left a worker without a connection
+    assert sum(split == [4, 4] for split in splits) >= bursts * 3 // 4, splits  # ~1 in 4 before, ~19 in 20 now
 
 
 def _successes(url: str) -> float:

@@ -7,8 +7,11 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 
 from inferlab.config import ServerConfig
+from inferlab.server.accept import Seat
 
 
-def ready_then_exit(config: ServerConfig, workers: int, sock: socket.socket, metrics_dir: Path, ready: Event) -> None:
+def ready_then_exit(
+    config: ServerConfig, workers: int, sock: socket.socket, metrics_dir: Path, ready: Event, seat: Seat
+) -> None:
     ready.set()
     raise SystemExit(3)

@@ -23,6 +23,7 @@ from inferlab.memory import reserve_arenas
 from inferlab.repository.registry import ModelRegistry
 from inferlab.repository.store import ModelStore
 from inferlab.runtimes import RuntimeLoader
+from inferlab.server.accept import Seat, shared_socket_loop
 from inferlab.server.grpc import start_grpc
 from inferlab.server.http import build_app
 from inferlab.server.http_protocol import http_protocol
@@ -109,9 +110,13 @@ async def serve(server: Server, uv: uvicorn.Server, sockets: list[socket.socket]
             await grpc_server.stop(grace=1.0)
 
 
-def _run_loop(server: Server, uv: uvicorn.Server, sockets: list[socket.socket] | None = None) -> None:
+def _run_loop(
+    server: Server, uv: uvicorn.Server, sockets: list[socket.socket] | None = None, seat: Seat | None = None
+) -> None:
+    """`seat`: this worker's place among the workers sharing `sockets` (server/accept.py)."""
     reserve_arenas()
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # the loop uvicorn_config names
+    loop_factory = uvloop.new_event_loop if seat is None else shared_socket_loop(seat)  # uvicorn_config says uvloop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(serve(server, uv, sockets))
 
 
@@ -134,12 +139,14 @@ def run(config: ServerConfig, workers: int = 1) -> None:
         server.close()
 
 
-def serve_worker(config: ServerConfig, workers: int, sock: socket.socket, metrics_dir: Path, ready: Event) -> None:
+def serve_worker(
+    config: ServerConfig, workers: int, sock: socket.socket, metrics_dir: Path, ready: Event, seat: Seat
+) -> None:
     """One of `workers` processes (server/workers.py): a whole server accepting on the shared socket."""
     configure_logging()
     server = build(config, workers, metrics_dir=metrics_dir)
     try:
-        _run_loop(server, _ReportingServer(uvicorn_config(server), ready), [sock])
+        _run_loop(server, _ReportingServer(uvicorn_config(server), ready), [sock], seat)
     finally:
         server.close()
 

@@ -35,6 +35,7 @@ from pathlib import Path
 from types import FrameType
 
 from inferlab.config import ServerConfig
+from inferlab.server.accept import Seat
 from inferlab.server.metrics import record_restarts, retire_worker
 from inferlab.server.sync import RepositorySync
 
@@ -62,7 +63,7 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-WorkerMain = Callable[[ServerConfig, int, socket.socket, Path, Event], None]
+WorkerMain = Callable[[ServerConfig, int, socket.socket, Path, Event, Seat], None]
 """`worker_main(config, workers, sock, metrics_dir, ready)` serves until SIGTERM; it sets `ready` once it accepts."""
 
 
@@ -114,11 +115,13 @@ def supervise(config: ServerConfig, workers: int, worker_main: WorkerMain) -> in
     RepositorySync.reset(config.model_repository)
     metrics_dir = Path(tempfile.mkdtemp(prefix="inferlab-metrics-"))
     ctx = mp.get_context("spawn")
+    connections = ctx.RawArray("q", workers)  # open connections per worker: server/accept.py
 
     def start(index: int) -> _Worker:
         ready = ctx.Event()
         process = ctx.Process(
-            target=worker_main, args=(config, workers, sock, metrics_dir, ready), name=f"inferlab-worker-{index}"
+            target=worker_main, args=(config, workers, sock, metrics_dir, ready, Seat(connections, index)),
+            name=f"inferlab-worker-{index}"
         )
         process.start()
         return _Worker(process, ready)
