@@ -2,9 +2,10 @@
 
 Why (measured numbers in docs/architecture.md): one uvicorn process parses HTTP and JSON on one
 core; on a 2-core box the second core then only helps while a model computes. The supervisor binds
-and listens once and every worker accepts from that socket, so an idle worker takes the next
-connection and no process hands bytes to another (this measured a little better than one
-SO_REUSEPORT socket per worker, whose hash can leave one worker with more connections). Each worker
+and listens once and every worker accepts from that socket (sharing connections out: server/accept.py),
+so an idle worker takes the next connection and no process hands bytes to another (this measured a
+little better than one SO_REUSEPORT socket per worker, whose hash can leave one worker with more
+connections). Each worker
 loads its share of every model's instances (server/app.py); repository changes reach all workers
 through server/sync.py.
 
