@@ -5,9 +5,8 @@ core; on a 2-core box the second core then only helps while a model computes. Th
 and listens once and every worker accepts from that socket (sharing connections out: server/accept.py),
 so an idle worker takes the next connection and no process hands bytes to another (this measured a
 little better than one SO_REUSEPORT socket per worker, whose hash can leave one worker with more
-connections). Each worker
-loads its share of every model's instances (server/app.py); repository changes reach all workers
-through server/sync.py.
+connections). Each worker loads its share of every model's instances (server/app.py); repository
+changes reach all workers through server/sync.py.
 
 A worker that exits while the server is not stopping is replaced, so one crash (a runtime's
 segfault, the OOM killer) costs only the requests that worker had in flight. The listening socket
@@ -65,7 +64,8 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 
 WorkerMain = Callable[[ServerConfig, int, socket.socket, Path, Event, Seat], None]
-"""`worker_main(config, workers, sock, metrics_dir, ready)` serves until SIGTERM; it sets `ready` once it accepts."""
+"""`worker_main(config, workers, sock, metrics_dir, ready, seat)` serves until SIGTERM; it sets `ready` once it
+accepts, and `seat` is its place in the table of open connections the workers share (server/accept.py)."""
 
 
 @dataclass(slots=True)
