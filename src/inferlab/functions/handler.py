@@ -33,9 +33,13 @@ HOOKS = ("setup", "handle", "decode", "predict", "encode")
 
 @dataclass(slots=True)
 class Request:
-    """One invocation as the handler sees it: the raw body and content type, as OpenFaaS passes them."""
+    """One invocation as the handler sees it: the raw body and content type, as OpenFaaS passes them.
 
-    body: bytes
+    A handler always gets `bytes`; on its way through the server a large body is still the buffer the
+    HTTP protocol read it into, sent on to the function's process uncopied.
+    """
+
+    body: bytes | memoryview
     content_type: str = "application/octet-stream"
     method: str = "POST"
     path: str = ""

@@ -34,7 +34,7 @@ class HttpContext:
         """
         self._declared_length(request)
         body = await self._read(request)
-        return body if isinstance(body, bytes) else bytes(body)  # a V2 binary body comes as a buffer
+        return body if isinstance(body, bytes) else bytes(body)  # a large body comes as a buffer
 
     async def form_body(self, request: Request) -> bytes:
         """The whole body like `body`, kept by Starlette for the `request.form()` that parses it next."""
@@ -43,10 +43,10 @@ class HttpContext:
         return bytes(await self._read(request))  # without a Content-Length, the form cannot be parsed again
 
     async def buffer(self, request: Request) -> bytes | memoryview:
-        """The whole body like `body`, but a body the HTTP protocol collected in one buffer comes as it is.
-
-        For the inference routes: a V2 binary tensor is then read where the kernel wrote it
-        (server/http_protocol.py). Nothing else may read the body after this.
+        """The whole body like `body`, but a body the HTTP protocol collected in one buffer (64 KB and more)
+        comes as it is, uncopied: for routes that hand the body to orjson, numpy or a function's process,
+        which take any buffer (a V2 binary tensor is then read where the kernel wrote it:
+        server/http_protocol.py). Nothing else may read the body after this.
         """
         self._declared_length(request)
         return await self._read(request)

@@ -122,7 +122,7 @@ def routes(ctx: HttpContext, functions: FunctionManager) -> list[Route]:
 async def _function_request(ctx: HttpContext, request: Request) -> FunctionRequest:
     headers = {k: v for k, v in request.headers.items() if k not in _HIDDEN_HEADERS}
     return FunctionRequest(
-        body=await ctx.body(request),
+        body=await ctx.buffer(request),  # sent on to the function's process as it is
         content_type=request.headers.get("content-type", "application/octet-stream"),
         method=request.method,
         path=request.path_params.get("path", ""),

@@ -99,7 +99,7 @@ def routes(ctx: HttpContext) -> list[Route]:
         """`{"keys": [...], "values": [...], "model": "m"}` -> the first output row as a JSON array."""
         received = perf_counter()
         ctx.authorize(request, inference=True)
-        body = await ctx.body(request)
+        body = await ctx.buffer(request)
         read = perf_counter()
         doc = json_object(body)
         values = doc.get("values")

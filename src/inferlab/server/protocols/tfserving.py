@@ -54,7 +54,7 @@ def routes(ctx: HttpContext) -> list[Route]:
         if request.method == "POST" and verb.startswith(":"):
             timings = Timings()
             ctx.authorize(request, inference=True)
-            doc = json_object(await ctx.body(request))
+            doc = json_object(await ctx.buffer(request))
             timings.read = perf_counter()
             _check_signature(doc)
             if verb == ":predict":
