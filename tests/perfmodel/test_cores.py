@@ -6,14 +6,12 @@ import numpy as np
 import pytest
 
 from inferlab.perfmodel.cores import CpuDemand, stretch
-from inferlab.perfmodel.overhead import fit_rewake_s
 from inferlab.perfmodel.profile import ProtocolOverhead
 from inferlab.perfmodel.service import ServiceTimes
 from inferlab.perfmodel.simulator import (
     BatchPolicy,
     Overhead,
     constant_arrivals,
-    poisson_arrivals,
     simulate,
     waking_fifo_departures,
 )
@@ -134,12 +132,3 @@ def test_the_profile_splits_the_wake_up_penalty_into_loop_cpu_and_delay() -> Non
                           idle_penalty_s=(0.0, 0.0005, 0.001), idle_loop_s=(0.0, 0.0002, 0.0012)).as_overhead()
     assert oh.idle_loop_s == pytest.approx((0.0, 0.0002, 0.0012))
     assert oh.idle_penalty_s == pytest.approx((0.0, 0.0003, 0.0))  # the rest of the penalty, never below zero
-
-
-def test_the_cost_of_a_round_after_a_round_is_recovered_from_the_loop_cpu_per_request() -> None:
-    arrivals = poisson_arrivals(500.0, 20_000, seed=0)  # as fit_rewake_s draws them
-    done = waking_fifo_departures(arrivals, 0.0008, 0.0006, rewake_s=0.0004)
-    loop_s = float(np.mean(done - np.maximum(arrivals, np.concatenate(([-np.inf], done[:-1])))))
-    assert fit_rewake_s(500.0, loop_s, 0.0008, 0.0006) == pytest.approx(0.0004, rel=0.01)
-    assert fit_rewake_s(500.0, 1.0, 0.0008, 0.0006) == 0.0006  # never more than waking from sleep
-    assert fit_rewake_s(500.0, 0.0, 0.0008, 0.0006) == 0.0

@@ -68,6 +68,7 @@ def test_overhead_measured_through_a_real_server(digits_profile: Profile, tmp_pa
     assert binary.serial_s > 0 and len(binary.idle_penalty_s) == len(binary.idle_gap_s)
     assert oh.client_cpu_s > 0 and list(oh.idle_penalty_s) == sorted(oh.idle_penalty_s)
     assert 0 < oh.reply_share < 1  # digits over JSON: encoding the reply is part of the loop's work
+    assert oh.rewake_s == oh.wake_s  # a round straight after another costs the loop as much as waking it
     assert 0.00005 < oh.idle_gap_s[1] < 0.005  # paced 0.1 ms apart: a closed loop's 0.25 ms pause came out 0.007 ms
 
 
