@@ -145,9 +145,9 @@ def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, sec
     0.52-0.71 against 0.32-0.37 ms). The server's `encode` and `decode` spans back to back give
     `reply_share`. A round of the loop straight after another costs it as much as waking it (`rewake_s` =
     `wake_s`): pairs of digits requests 0.05-0.2 ms apart cost the loop 0.13-0.16 ms of CPU each, as much as
-    one alone, and re-predicting seven validation runs of `benchmarks/perfmodel.py` with it instead of a
-    round cost fitted to one open-loop run scored as well or better in every run (p50 within 15 %: 117
-    against 107 of 156 points; p99 within 25 %: 80 against 70).
+    one alone, and re-predicting eight validation runs of `benchmarks/perfmodel.py` with it instead of a
+    round cost fitted to one open-loop run scored as well or better in every run (p50 within 15 %: 132
+    against 122 of 180 points; p99 within 25 %: 93 against 82; docs/perfmodel.md).
     """
     url = server.url
     _closed(url, call, 1, requests=10)  # warm-up: connections, first-call allocations
