@@ -111,7 +111,6 @@ def main() -> None:
                     if paired:
                         best_rps = [max(r["rps"] for r in pair) for pair in zip(*rounds.values(), strict=True)]
                         binary_ratios = [b / c for b, c in zip(best_rps, ceilings, strict=True)]
-                        ceiling[BINARY] = float(np.median(ceilings))
             if not binary:
                 print("(the server does not offer the V2 binary tensor extension: mobilenet over JSON only)")
         extra = {}

@@ -202,7 +202,7 @@ class InferenceHttpProtocol(HttpToolsProtocol):
         body, self._body, self._direct = self._body, None, False
         receive, self._receive = self._receive, None
         cycle = self.cycle
-        if body is None or receive is None or cycle.response_complete:
+        if receive is None or cycle.response_complete:  # set with `_body`, in on_headers_complete
             return
         receive.body = body
         cycle.more_body = False
