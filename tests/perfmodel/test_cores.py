@@ -103,11 +103,11 @@ def test_a_spinning_loop_takes_a_core_from_the_instances() -> None:
     assert stretch(demand, 100.0, 1.0, 2, loop_spin=1.0).model[1] == pytest.approx(1.5)
     assert stretch(demand, 100.0, 1.0, 2, loop_spin=0.5).model[1] == pytest.approx(1.25)
     # In the simulation only a batch that leaves an instance free can overlap a spinning wait.
-    by_busy = [ServiceTimes.constant(0.010)]
+    service = ServiceTimes.constant(0.010)
     slow = ((1.0, 2.0),)
-    one = simulate(np.zeros(1), by_busy, BatchPolicy(instances=2), model_stretch=slow, loop_spin=0.5)
+    one = simulate(np.zeros(1), service, BatchPolicy(instances=2), model_stretch=slow, loop_spin=0.5)
     assert one.mean_latency_s == pytest.approx(0.015)
-    alone = simulate(np.zeros(1), by_busy, BatchPolicy(), model_stretch=slow, loop_spin=0.5)
+    alone = simulate(np.zeros(1), service, BatchPolicy(), model_stretch=slow, loop_spin=0.5)
     assert alone.mean_latency_s == pytest.approx(0.010)
 
 

@@ -107,14 +107,6 @@ def test_jitter_spreads_latency_without_queueing() -> None:
     assert r.mean_wait_s == pytest.approx(0.0)
 
 
-def test_instances_slow_each_other_only_while_both_compute() -> None:
-    by_busy = [ServiceTimes.constant(1.0), ServiceTimes.constant(2.0)]
-    apart = simulate(trace_arrivals(np.array([0.0, 10.0])), by_busy, BatchPolicy(instances=2))
-    assert apart.p99_s == pytest.approx(1.0)
-    together = simulate(trace_arrivals(np.array([0.0, 0.0])), by_busy, BatchPolicy(instances=2))
-    assert together.mean_latency_s == pytest.approx(1.5)  # the second starts while the first computes
-
-
 def test_the_loop_shares_itself_between_the_requests_it_holds() -> None:
     # Two requests at once, 1 ms of loop work each: processor sharing sends both out at 2 ms (FIFO: 1 and 2 ms).
     assert shared_departures(np.zeros(2), np.array([0.001, 0.001])) == pytest.approx([0.002, 0.002])

@@ -136,18 +136,21 @@ def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, sec
     /proc) is measured twice: with one connection, where every request finds the loop idle, and with
     16 connections saturating the server (one instance, no batching), where most find it busy; the
     difference, over the loaded loop's utilisation, is what waking the loop costs (`wake_s`), the rest
-    is `serial_s` (`split_loop_cost`). Unless the loop is the busier station, the time per request
-    beyond the model's own (the server's Server-Timing `infer` span) there is the instance's hand-off
-    between batches, `handoff_s`. The load generator's CPU per request, `client_cpu_s`, comes from an
-    open-loop Poisson run at half the saturated rate, as predictions and validations load the server:
-    open loop, each request has its own timer wake-up and finds the client idle more often, which costs
-    it 2-3x the CPU of a closed-loop request, more at low rates (digits 0.06-0.10 against 0.03 ms, mobilenet_v2
-    0.52-0.71 against 0.32-0.37 ms). The server's `encode` and `decode` spans back to back give
-    `reply_share`. A round of the loop straight after another costs it as much as waking it (`rewake_s` =
-    `wake_s`): pairs of digits requests 0.05-0.2 ms apart cost the loop 0.13-0.16 ms of CPU each, as much as
-    one alone, and re-predicting eight validation runs of `benchmarks/perfmodel.py` with it instead of a
-    round cost fitted to one open-loop run scored as well or better in every run (p50 within 15 %: 132
-    against 122 of 180 points; p99 within 25 %: 93 against 82; docs/perfmodel.md).
+    is `serial_s` (`split_loop_cost`). Unless the loop is the busier station, the time per request beyond the
+    model's own (the server's Server-Timing `infer` span) there is the instance's hand-off between batches,
+    `handoff_s`, and that span's median over its median back to back on one connection just before is
+    `infer_scale` (mobilenet_v2 over binary: 3.50 ms saturated against 3.37 ms back to back and 3.33 ms in
+    process; 3.50-3.71 ms under 50-220 Poisson arrivals/s). Not over the in-process time itself: that was
+    measured a minute earlier, and this machine's speed moves by as much as the effect within a minute. The load
+    generator's CPU per request, `client_cpu_s`, comes from an open-loop Poisson run at half the saturated rate,
+    as predictions and validations load the server: open loop, each request has its own timer wake-up and finds
+    the client idle more often, which costs it 2-3x the CPU of a closed-loop request, more at low rates (digits
+    0.06-0.10 against 0.03 ms, mobilenet_v2 0.52-0.71 against 0.32-0.37 ms). The server's `encode` and `decode`
+    spans back to back give `reply_share`. A round of the loop straight after another costs it as much as waking
+    it (`rewake_s` = `wake_s`): pairs of digits requests 0.05-0.2 ms apart cost the loop 0.13-0.16 ms of CPU
+    each, as much as one alone, and re-predicting eight validation runs of `benchmarks/perfmodel.py` with it
+    instead of a round cost fitted to one open-loop run scored as well or better in every run (p50 within 15 %:
+    132 against 122 of 180 points; p99 within 25 %: 93 against 82; docs/perfmodel.md).
     """
     url = server.url
     _closed(url, call, 1, requests=10)  # warm-up: connections, first-call allocations
@@ -182,6 +185,7 @@ def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, sec
         gaps.append(max(gaps[-1] + 1e-6, actual))
         penalties.append(lat)
         gap_cpu.append(cpu)
+    lone = _closed(url, call, 1, duration_s=seconds / 8)  # the model alone, seconds before it is saturated
     cpu1 = _main_thread_cpu_s(server.pid)
     loaded = _closed(url, call, _SATURATING_CONNECTIONS, duration_s=seconds / 2)
     requests = max(1, loaded.counts.requests)
@@ -193,7 +197,10 @@ def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, sec
     infer_s = loaded.server_timing["infer"].mean_ms / 1e3 if "infer" in loaded.server_timing else 0.0
     instance_bound = infer_s > cpu_s  # the instance, not the loop, is the busier station
     handoff = max(0.0, per_request_s - infer_s) if instance_bound else 0.0
-    total = max(0.0, warm - model_s)
+    scale = median_infer_s(loaded) / median_infer_s(lone) if instance_bound and median_infer_s(lone) > 0 else 1.0
+    # Beyond the model's time in the same run, not in the profile's process a minute before: the machine's
+    # speed moved by more than the whole overhead in between once (mobilenet_v2's loop came out 0.06 ms, not 0.31).
+    total = max(0.0, warm - (median_infer_s(alone) or model_s))
     serial, wake = split_loop_cost(woken_s, cpu_s, busy, total)
     curve = monotone_fit([0.0, *(max(0.0, float(np.median(lat)) - warm) for lat in penalties)])
     cold = monotone_fit([0.0, *(max(0.0, c - unpaused) for c in gap_cpu)])
@@ -201,7 +208,14 @@ def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, sec
                             latency_s=tuple(latencies.tolist()), idle_gap_s=tuple(gaps),
                             idle_penalty_s=tuple(curve), client_cpu_s=client_s,
                             handoff_s=handoff, wake_s=wake, loop_busy=busy, idle_loop_s=tuple(cold),
-                            reply_share=reply_share(alone), rewake_s=wake)
+                            reply_share=reply_share(alone), rewake_s=wake, infer_scale=scale)
+
+
+def median_infer_s(result: RunResult) -> float:
+    """The median of the run's Server-Timing `infer` spans in seconds (0 when the server did not report
+    them). A median: a preempted call's span is a stall, not the model."""
+    spans = [r.server_timing_ms["infer"] for r in result.requests if "infer" in r.server_timing_ms]
+    return float(np.median(spans)) / 1e3 if spans else 0.0
 
 
 def reply_share(result: RunResult) -> float:

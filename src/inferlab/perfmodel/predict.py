@@ -8,7 +8,6 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -67,19 +66,17 @@ def policy_from_config(config: ModelConfig) -> BatchPolicy:
     )
 
 
-def capacity_rps(service: ServiceTimes | Sequence[ServiceTimes], policy: BatchPolicy, overhead: Overhead,
+def capacity_rps(service: ServiceTimes, policy: BatchPolicy, overhead: Overhead,
                  demand: CpuDemand | None = None) -> float:
     """Most requests per second one worker sustains: the rate at which the instances or the event loop is
     always busy, whichever comes first, with the cores shared as they would be at that rate.
 
     At saturation the queue always holds a full batch, so the instances run batches of `max_batch_size`,
-    all of them at once (the last of `service`, by instances busy), each followed by its hand-off; the
-    loop wakes for as many requests as it did when the profile saturated it (no fewer).
+    all of them at once, each followed by its hand-off; the loop wakes for as many requests as it did when
+    the profile saturated it (no fewer).
     """
-    by_busy = [service] if isinstance(service, ServiceTimes) else list(service)
-    full = by_busy[min(len(by_busy), policy.instances) - 1]
     b = policy.max_batch_size
-    batch_s = full.mean(b)
+    batch_s = service.mean(b)
     loop_s = overhead.serial_s + overhead.wake_s * (1.0 - (demand.saturated_busy if demand else 1.0))
 
     def load(rate: float) -> float:
@@ -149,10 +146,15 @@ def predict(
 
 
 def _setup(profile: Profile, config: ModelConfig, protocol: str, workers: int, client_on_host: bool
-           ) -> tuple[list[ServiceTimes], BatchPolicy, Overhead, CpuDemand | None]:
+           ) -> tuple[ServiceTimes, BatchPolicy, Overhead, CpuDemand | None]:
     per_worker = -(-config.instances // workers)
     threads = config.runtime.intra_op_threads
-    service = profile.service_times_by_busy(per_worker, workers, threads)
+    service = profile.service_times(per_worker * workers, threads)  # every batch: all the instances computing
+    entry = profile.overhead.get(protocol)
+    if entry is not None and per_worker * workers == 1:
+        # A lone instance was timed alone in the profile; in the server the loop and the client stream bodies
+        # through the same caches (the k-instance settings hold such a neighbour already).
+        service = service.scaled(entry.infer_scale)
     policy = replace(policy_from_config(config), instances=per_worker)
     demand = profile.cpu_demand(protocol, threads, workers, client_on_host)
     return service, policy, profile.overhead_for(protocol), demand
@@ -166,11 +168,11 @@ def _loop_shared(overhead: Overhead, share: Stretch) -> Overhead:
 
 
 def predict_with(
-    service: list[ServiceTimes], overhead: Overhead, policy: BatchPolicy, rate_rps: float,
+    service: ServiceTimes, overhead: Overhead, policy: BatchPolicy, rate_rps: float,
     arrivals: ArrivalKind = "poisson", requests: int = 50_000, seed: int = 0, trace_s: FloatArray | None = None,
     workers: int = 1, share: Stretch | None = None, capacity: float | None = None, loop_spin: float = 0.0,
 ) -> Prediction:
-    """`predict` for already chosen service distributions (by instances busy), overhead and per-worker policy;
+    """`predict` for an already chosen service distribution, overhead and per-worker policy;
     with `share`, each batch runs slower by the core sharing for the instances busy and how busy the
     simulated loop is while it runs (`Stretch.model_by_loop`). Without `capacity`, the capacity leaves
     core sharing out. `loop_spin` is the share of the time the loop spun waiting for batch deadlines in an
@@ -189,8 +191,8 @@ def predict_with(
                       mean_queue_length=sim.mean_queue_length * workers, completed=sim.completed * workers,
                       dropped=sim.dropped * workers)
     if share is not None:
-        service = [st.scaled(f) for st, f in zip(service, share.model, strict=True)]
-    closed, b = _closed_form(service[-1], policy, overhead, rate_rps / workers)
+        service = service.scaled(share.model[-1])
+    closed, b = _closed_form(service, policy, overhead, rate_rps / workers)
     if capacity is None:
         capacity = capacity_rps(service, policy, overhead) * workers
     return Prediction(rate_rps, capacity, policy, sim, closed, b, workers)

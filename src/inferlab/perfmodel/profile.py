@@ -67,6 +67,10 @@ class ProtocolOverhead:
     request (it shares the cores when it runs on this machine); `handoff_s` is how long an instance sat
     idle per batch with requests waiting (results back through the loop, the next batch from it).
     `reply_share` of the loop's work on a request comes after its batch (encoding and writing the reply).
+    `infer_scale` is how much slower one instance computes in the saturated server than alone (its
+    Server-Timing `infer` span there over the same server's back to back on one connection, which matches
+    the in-process time; 1 when the loop is the busier station): the server's loop and the client stream
+    bodies through the same caches while it computes.
     """
 
     serial_s: float
@@ -81,6 +85,7 @@ class ProtocolOverhead:
     idle_loop_s: tuple[float, ...] = ()  # more loop CPU per request after each idle gap (part of idle_penalty_s)
     reply_share: float = 0.0  # the share of the loop's work per request done after the model (the reply)
     rewake_s: float = 0.0  # loop CPU of a round straight after another (0 in older profiles)
+    infer_scale: float = 1.0  # one instance's time in the server over its time in process (1 in older profiles)
 
     def as_overhead(self) -> Overhead:
         jitter = np.asarray(self.latency_s) - float(np.median(self.latency_s)) if self.latency_s else np.zeros(0)
@@ -115,16 +120,6 @@ class Profile:
             )
         return ServiceTimes.from_samples(self.service_s[key])
 
-    def service_times_by_busy(self, instances: int, workers: int, threads: int) -> list[ServiceTimes]:
-        """Service times with 1..`instances` of one worker's instances busy, while every worker is as busy.
-
-        Measured settings with fewer instances stand in for the moments when fewer compute at once;
-        the full setting (instances x workers) must have been measured.
-        """
-        full = self.service_times(instances * workers, threads)
-        return [self.service_times(k * workers, threads) if setting_key(k * workers, threads) in self.service_s
-                else full for k in range(1, instances)] + [full]
-
     def cpu_demand(self, protocol: str, threads: int = 1, workers: int = 1, client_on_host: bool = True
                    ) -> CpuDemand | None:
         """Who shares the cores with the model (None without a server measurement: no sharing modelled)."""
@@ -153,7 +148,7 @@ class Profile:
                     "idle_gap_s": list(o.idle_gap_s), "idle_penalty_s": list(o.idle_penalty_s),
                     "client_cpu_s": o.client_cpu_s, "handoff_s": o.handoff_s, "wake_s": o.wake_s,
                     "loop_busy": o.loop_busy, "idle_loop_s": list(o.idle_loop_s),
-                    "reply_share": o.reply_share, "rewake_s": o.rewake_s}
+                    "reply_share": o.reply_share, "rewake_s": o.rewake_s, "infer_scale": o.infer_scale}
                 for p, o in self.overhead.items()
             },
             "machine": self.machine,
@@ -177,7 +172,8 @@ class Profile:
                                         float(o.get("client_cpu_s", 0.0)), float(o.get("handoff_s", 0.0)),
                                         float(o.get("wake_s", 0.0)), float(o.get("loop_busy", 1.0)),
                                         tuple(float(x) for x in o.get("idle_loop_s", ())),
-                                        float(o.get("reply_share", 0.0)), float(o.get("rewake_s", 0.0)))
+                                        float(o.get("reply_share", 0.0)), float(o.get("rewake_s", 0.0)),
+                                        float(o.get("infer_scale", 1.0)))
                     for p, o in raw.get("overhead", {}).items()
                 },
                 machine=dict(raw.get("machine", {})),

@@ -226,7 +226,7 @@ def _interp(x: float, xs: list[float], ys: list[float]) -> float:
 
 def simulate(
     arrivals: FloatArray,
-    service: ServiceTimes | Sequence[ServiceTimes],
+    service: ServiceTimes,
     policy: BatchPolicy,
     overhead: Overhead = Overhead(),
     seed: int = 0,
@@ -236,12 +236,11 @@ def simulate(
 ) -> SimResult:
     """Run the arrivals through the front end and the batcher; statistics skip the first `warmup_fraction`.
 
-    `service` may hold one distribution per number of instances busy at once (index 0: one busy, ...):
-    a batch draws from the one for the instances busy when it starts, itself included, so two instances
-    slow each other only while both compute. The last one serves any higher count. `model_stretch[k-1]`
-    (core sharing, `cores.py`) is the slowdown of a batch with k instances busy while the event loop is
-    idle and while it is busy; the batch gets the mix for the share of its time the simulated loop is busy,
-    and, when another instance is free (whose batch may be waiting), for `loop_spin` of the rest (the
+    Every batch draws its time from `service`, measured with all the instances computing at once: in the server
+    a lone call on one of two instances ran as long as that (their weights share the caches).
+    `model_stretch[k-1]` (core sharing, `cores.py`) is the slowdown of a batch with k instances busy while the
+    event loop is idle and while it is busy; the batch gets the mix for the share of its time the simulated loop
+    is busy, and, when another instance is free (whose batch may be waiting), for `loop_spin` of the rest (the
     share of the time the loop spins waiting for a deadline, from an earlier run: `SimResult.loop_spin`).
     """
     n = int(arrivals.size)
@@ -254,11 +253,7 @@ def simulate(
                                        overhead.idle_loop_s, overhead.rewake_s)
     elif overhead.serial_s > 0:
         front = fifo_departures(arrivals, np.full(n, overhead.serial_s))
-    by_busy = [service] if isinstance(service, ServiceTimes) else list(service)
-    if not by_busy:
-        raise InvalidInput("simulate: need at least one service-time distribution")
-    by_busy += [by_busy[-1]] * (policy.instances - len(by_busy))
-    tables = [st.table(policy.max_batch_size, _LEVELS) for st in by_busy]
+    table = service.table(policy.max_batch_size, _LEVELS)
     levels = rng.integers(0, _LEVELS, n).tolist()
     front_s = service_spans(arrivals, front)  # each one's loop time
     loop = _LoopBusy(front - front_s, front_s) if model_stretch else None  # busy periods: as under FIFO
@@ -267,7 +262,7 @@ def simulate(
     if shared:
         front = shared_departures(arrivals, front_s - reply_s)  # the loop takes turns between the requests it holds
     order = np.argsort(front, kind="stable")  # the batcher takes requests as the loop hands them over
-    started_o, done_o, batches, busy_s, spin_s = _run_batcher(front[order].tolist(), tables, levels, policy,
+    started_o, done_o, batches, busy_s, spin_s = _run_batcher(front[order].tolist(), table, levels, policy,
                                                               overhead.handoff_s, list(model_stretch), loop, loop_spin)
     started, done = np.empty(n), np.empty(n)
     started[order], done[order] = started_o, done_o
@@ -348,7 +343,7 @@ class _LoopBusy:
 
 
 def _run_batcher(
-    arrivals: list[float], tables: list[list[list[float]]], levels: list[int], policy: BatchPolicy,
+    arrivals: list[float], table: list[list[float]], levels: list[int], policy: BatchPolicy,
     handoff: float = 0.0, model_stretch: list[tuple[float, float]] | None = None, loop: _LoopBusy | None = None,
     loop_spin: float = 0.0,
 ) -> tuple[list[float], list[float], int, float, float]:
@@ -405,7 +400,7 @@ def _run_batcher(
         if policy.spin_s > 0 and delay > 0:  # the server's batcher yields to the loop for the wait's last spin_s
             spin += max(0.0, t - max(waiting_from, arrivals[queue[head]] + delay - policy.spin_s))
         running = sum(1 for f in free if f > t)  # the other instances still computing
-        s = tables[running][size][levels[batches]]
+        s = table[size][levels[batches]]
         if model_stretch and loop is not None:
             idle, busy_loop = model_stretch[min(running, len(model_stretch) - 1)]
             share = loop.share(t, t + s)
