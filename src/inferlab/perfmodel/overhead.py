@@ -197,7 +197,8 @@ def measure_overhead(server: ServerProcess, call: InferCall, model_s: float, sec
     infer_s = loaded.server_timing["infer"].mean_ms / 1e3 if "infer" in loaded.server_timing else 0.0
     instance_bound = infer_s > cpu_s  # the instance, not the loop, is the busier station
     handoff = max(0.0, per_request_s - infer_s) if instance_bound else 0.0
-    scale = median_infer_s(loaded) / median_infer_s(lone) if instance_bound and median_infer_s(lone) > 0 else 1.0
+    lone_s = median_infer_s(lone)
+    scale = median_infer_s(loaded) / lone_s if instance_bound and lone_s > 0 else 1.0
     # Beyond the model's time in the same run, not in the profile's process a minute before: the machine's
     # speed moved by more than the whole overhead in between once (mobilenet_v2's loop came out 0.06 ms, not 0.31).
     total = max(0.0, warm - (median_infer_s(alone) or model_s))

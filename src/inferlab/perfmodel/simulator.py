@@ -399,9 +399,9 @@ def _run_batcher(
                 t = deadline
         if policy.spin_s > 0 and delay > 0:  # the server's batcher yields to the loop for the wait's last spin_s
             spin += max(0.0, t - max(waiting_from, arrivals[queue[head]] + delay - policy.spin_s))
-        running = sum(1 for f in free if f > t)  # the other instances still computing
         s = table[size][levels[batches]]
         if model_stretch and loop is not None:
+            running = sum(1 for f in free if f > t)  # the other instances still computing
             idle, busy_loop = model_stretch[min(running, len(model_stretch) - 1)]
             share = loop.share(t, t + s)
             if running + 1 < policy.instances:  # a free instance's batch may be waiting: the loop may spin
