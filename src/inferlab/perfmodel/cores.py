@@ -13,7 +13,8 @@ utilisation (a mean-field approximation):
 
 with C cores, t threads per instance, L busy loops (L' the other workers' loops), G = 1 while the
 client computes, K busy instances. The denominator of the first removes the contention between the
-instances themselves, which the profile's k-instance measurement already holds.
+instances themselves, which the profile's samples already hold (they are timed with all the configuration's
+instances at once; for every setting that fits the cores, k t <= C, the denominator is 1).
 
 Example::
 
